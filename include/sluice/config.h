@@ -1,0 +1,155 @@
+/*
+ * config.h - the parameter table, libconfig parsing and validation.
+ *
+ * One table in config.c defines every setting: name, type, default (a string
+ * parsed exactly like user input), bounds and whether a reload may change it.
+ * The same table drives parsing, validation, SHOW CONFIG and the docs.
+ *
+ * A struct config owns all of its strings (they are copied out of libconfig's
+ * config_t, which is destroyed before config_load() returns).  A reload builds
+ * a new struct config and swaps it in; nothing keeps pointers into an old one.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+enum pool_mode {
+	POOL_MODE_SESSION = 0,
+	POOL_MODE_TRANSACTION = 1,
+	POOL_MODE_STATEMENT = 2,
+};
+
+enum log_format {
+	LOG_FORMAT_TEXT = 0,
+	LOG_FORMAT_JSON = 1,
+};
+
+enum auth_type {
+	AUTH_TYPE_TRUST = 0, /* any password accepted, user name used as given */
+	AUTH_TYPE_ANY = 1,   /* like trust, but the user name is ignored: every
+			      * database must name a forced user */
+};
+
+/* A list of strings (listen_addr, ignore_startup_parameters, ...). */
+struct config_strlist {
+	char **items;
+	int count;
+};
+
+/* One entry of the `databases` list. */
+struct config_db {
+	char *name;         /* client-visible database name; "*" = wildcard */
+	char *conninfo;     /* libpq connection string to the backend */
+	int pool_size;      /* -1 = use default_pool_size */
+	int pool_mode;      /* -1 = use the user's or the global pool_mode */
+	char *user;         /* forced backend user, NULL = client's user */
+	char *password;     /* password for the forced user, NULL = none */
+	int line;           /* line in the config file, for messages */
+};
+
+/* One entry of the `users` list. */
+struct config_user {
+	char *name;
+	int pool_mode;      /* -1 = use the global pool_mode */
+	int line;
+};
+
+/*
+ * The whole configuration.  Field names are the setting names, so grep finds
+ * both.  Times are in seconds (fractions allowed), as in PgBouncer.
+ */
+struct config {
+	char *filename;
+
+	/* listeners */
+	struct config_strlist listen_addr;   /* "*" = all IPv4 and IPv6 */
+	int listen_port;
+	int listen_backlog;
+	char *unix_socket_dir;               /* "" = no unix socket */
+	int unix_socket_mode;
+	bool so_reuseport;
+
+	/* pooling */
+	int pool_mode;                       /* enum pool_mode */
+	int default_pool_size;               /* 0 = unlimited */
+	int max_client_conn;
+	char *server_reset_query;            /* "" = none */
+	bool server_reset_query_always;
+	double server_connect_timeout;
+	double server_login_retry;
+	int pkt_buf;
+	struct config_strlist ignore_startup_parameters;
+	struct config_strlist track_extra_parameters;
+
+	/* auth */
+	int auth_type;                       /* enum auth_type */
+
+	/* logging */
+	char *logfile;                       /* "" = stderr */
+	int log_format;                      /* enum log_format */
+	int verbose;
+	bool log_connections;
+	bool log_disconnections;
+
+	struct config_db *dbs;
+	int n_dbs;
+	struct config_user *users;
+	int n_users;
+};
+
+/* Parameter types in the table. */
+enum config_type {
+	CFG_INT,
+	CFG_BOOL,
+	CFG_STRING,
+	CFG_ENUM,
+	CFG_TIME,     /* seconds, double */
+	CFG_STRLIST,  /* a string or a list of strings */
+	CFG_OCTAL,    /* integer, shown in octal (unix_socket_mode) */
+};
+
+/* One row of the parameter table (read-only; exported for SHOW CONFIG). */
+struct config_param {
+	const char *name;
+	enum config_type type;
+	size_t offset;               /* offsetof(struct config, field) */
+	const char *const *enum_names; /* CFG_ENUM: NULL-terminated names */
+	double min, max;             /* CFG_INT/CFG_TIME/CFG_OCTAL bounds */
+	const char *def;             /* default, parsed like user input */
+	bool reloadable;
+	const char *help;            /* one line, used by docs and SHOW CONFIG */
+};
+
+/*
+ * Load and validate a file.  Returns NULL on failure and writes every problem
+ * found into err, one per line, as "file:line: key: problem".
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+/* A config with every setting at its default and no databases. */
+struct config *config_defaults(void);
+
+void config_free(struct config *cfg);
+
+/* The parameter table and its size. */
+const struct config_param *config_params(size_t *count);
+
+/* Write a setting's current value as text (as SHOW CONFIG shows it). */
+void config_format_value(const struct config *cfg, const struct config_param *p,
+			 char *buf, size_t len);
+
+/* Exact name match first, then the "*" entry; NULL when neither exists. */
+const struct config_db *config_find_db(const struct config *cfg, const char *name);
+
+/* Exact name match, or NULL. */
+const struct config_user *config_find_user(const struct config *cfg, const char *name);
+
+/* Names of enum values, for messages and SHOW output. */
+const char *config_pool_mode_name(int mode);
+
+/* True when name is in the list (case-insensitive, as GUC names are). */
+bool config_strlist_has(const struct config_strlist *l, const char *name);
+
+#endif /* SLUICE_CONFIG_H */

@@ -1,0 +1,94 @@
+/*
+ * pool.h - pools per (database, user), their state lists, and the one place
+ * where clients and servers are linked and moved between states.
+ *
+ * State is list membership (PgBouncer's rule): a client or server is on
+ * exactly one list, so every count SHOW POOLS or /metrics reports is a list
+ * length and cannot drift from reality.
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include "sluice/client.h"
+#include "sluice/list.h"
+#include "sluice/server.h"
+#include "sluice/vars.h"
+
+struct sluice;
+struct config_db;
+
+struct pool {
+	struct list node;          /* on ctx->pools */
+	struct sluice *ctx;
+	char *dbname;              /* the name clients use */
+	char *user;                /* the backend user */
+	/* Copied from the config (refreshed on reload). */
+	char *conninfo;
+	char *password;            /* forced password, or NULL */
+	int pool_size;             /* 0 = unlimited */
+	int pool_mode;             /* enum pool_mode */
+
+	struct statlist cl_login;   /* CL_LOGIN_WAIT */
+	struct statlist cl_active;  /* CL_ACTIVE */
+	struct statlist cl_waiting; /* CL_WAITING, FIFO */
+	struct statlist sv_login;   /* SV_LOGIN */
+	struct statlist sv_idle;    /* SV_IDLE, most recently used last */
+	struct statlist sv_active;  /* SV_ACTIVE */
+	struct statlist sv_used;    /* SV_USED */
+	struct statlist sv_tested;  /* SV_TESTED */
+
+	struct varlist welcome;     /* ParameterStatus of the first login */
+	bool have_welcome;
+
+	char *last_error;           /* last failed backend login, or NULL */
+	char last_sqlstate[6];
+	uint64_t last_error_ms;
+};
+
+/* Find or create the pool for a database entry and backend user. */
+struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
+		      const struct config_db *db);
+
+/* Refresh a pool's copied settings from the current config. */
+void pool_apply_config(struct pool *pool, const struct config_db *db);
+
+void pool_free_all(struct sluice *ctx);
+
+int pool_server_count(const struct pool *pool);
+
+void pool_client_set_state(struct client *c, enum client_state st);
+void pool_server_set_state(struct server *s, enum server_state st);
+
+void pool_link(struct client *c, struct server *s);
+void pool_unlink(struct client *c, struct server *s);
+
+/*
+ * The client needs a server.  Returns true when one was linked right away;
+ * otherwise the client is queued (CL_WAITING) or, when the database cannot
+ * be reached, failed (then c->conn.closing is set).
+ */
+bool pool_request_server(struct client *c);
+
+/* A client finished its startup: greet it now or once parameters are known. */
+void pool_client_login(struct client *c);
+
+/* A server is clean and unlinked: hand it to a waiting client, or idle it. */
+void pool_server_ready(struct server *s);
+
+/* A client is going away: detach it and decide what to do with its server. */
+void pool_client_gone(struct client *c);
+
+/* Backend login results. */
+void pool_server_login_done(struct server *s);
+void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg);
+
+/* Launch servers for waiting clients, within the pool size. */
+void pool_launch_if_needed(struct pool *pool);
+
+/* Periodic maintenance (login timeouts, retries). */
+void pool_janitor(struct sluice *ctx);
+
+/* Effective server_reset_query for a release in this pool, or NULL. */
+const char *pool_reset_query(const struct pool *pool);
+
+#endif /* SLUICE_POOL_H */

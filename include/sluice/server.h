@@ -1,0 +1,113 @@
+/*
+ * server.h - a backend connection: libpq login, then raw relay.
+ *
+ *   launch -> SV_LOGIN --libpq OK--> SV_IDLE <--> SV_ACTIVE (linked)
+ *                                       ^             |
+ *                                       +- SV_TESTED <- SV_USED (needs reset)
+ *
+ * Every state is a list of the server's pool; only pool_server_set_state()
+ * moves a server.  While logging in, the socket belongs to libpq and is
+ * polled through server.login_poll; afterwards the same handle drives the
+ * relay through server.conn.
+ */
+#ifndef SLUICE_SERVER_H
+#define SLUICE_SERVER_H
+
+#include <libpq-fe.h>
+#include <stdio.h>
+
+#include "sluice/conn.h"
+#include "sluice/list.h"
+#include "sluice/vars.h"
+
+struct pool;
+struct client;
+struct log_conn;
+
+#define SERVER_STATES(X)                                                     \
+	X(SV_LOGIN)    /* pool->sv_login: libpq login in progress */         \
+	X(SV_IDLE)     /* pool->sv_idle: clean, ready for a client */        \
+	X(SV_ACTIVE)   /* pool->sv_active: linked to a client */             \
+	X(SV_USED)     /* pool->sv_used: released, needs a reset first */    \
+	X(SV_TESTED)   /* pool->sv_tested: running reset/rollback query */   \
+	X(SV_CLOSED)   /* on no list (or ctx->dead_servers until freed) */
+
+enum server_state {
+#define X(s) s,
+	SERVER_STATES(X)
+#undef X
+};
+
+/* Internal queries the pooler runs on a server (one at a time). */
+enum server_step {
+	STEP_NONE = 0,
+	STEP_SETVARS,   /* bring tracked settings in line with the client */
+	STEP_ROLLBACK,  /* client left inside a transaction */
+	STEP_RESET,     /* server_reset_query */
+};
+
+/*
+ * A backend connection.  Owned by the list of its state; freed only from its
+ * close callback (or by the reaper when it never had a handle).
+ */
+struct server {
+	struct conn conn;
+	uint64_t id;
+	enum server_state state;
+	struct list node;
+	struct pool *pool;
+	struct client *client;      /* linked client; pool_link/unlink only */
+
+	/* login */
+	PGconn *pg;
+	uv_getaddrinfo_t *dns;      /* pending resolution, or NULL */
+	uv_poll_t *login_poll;      /* handle on libpq's socket during login */
+	int login_fd;
+	FILE *trace;                /* PQtrace sink during login */
+	struct pktbuf trace_buf;
+	char *hostaddr;             /* resolved address given to libpq */
+	uint64_t login_deadline_ms;
+
+	/* after login */
+	uint32_t backend_pid;
+	uint32_t cancel_key;
+	struct varlist vars;        /* reported settings of this backend */
+	char tx_status;             /* last ReadyForQuery status */
+	int pending_rfq;            /* ReadyForQuery messages still owed */
+	bool ext_pending;           /* extended-protocol messages since Sync */
+	bool release_pending;       /* release once the last bytes are flushed */
+	bool dirty;                 /* close instead of reusing */
+	bool fail_client;           /* statement mode saw a transaction start */
+	char *host;                 /* first host of the conninfo, or NULL */
+	char *port;                 /* first port of the conninfo, or NULL */
+	enum server_step step;
+	bool step_done;             /* step finished; continue from on_flushed */
+	char *step_error;           /* ErrorResponse text from an internal query */
+	char step_sqlstate[6];
+	uint64_t connect_ms;
+	uint64_t last_used_ms;
+};
+
+const char *server_state_name(enum server_state st);
+
+/* Start a new backend login for the pool (the server is put on sv_login). */
+void server_launch(struct pool *pool);
+
+/* Close and forget a server (any state). */
+void server_close(struct server *s, const char *reason);
+
+/* Run an internal query; the step machine continues when it finished. */
+void server_start_step(struct server *s, enum server_step step);
+
+/* After a client is linked: align settings; true if the client must wait. */
+bool server_prepare_for_client(struct server *s);
+
+/* Check the login deadline; called by the janitor. */
+void server_check_login_timeout(struct server *s, uint64_t now);
+
+/* Free servers that closed without a handle (reaper). */
+void server_reap(struct server *s);
+
+void server_log_who(const struct server *s, struct log_conn *who);
+
+#endif /* SLUICE_SERVER_H */

@@ -1,0 +1,49 @@
+/*
+ * vars.h - the parameter cache: the values of tracked settings a client
+ * expects and a server currently has (PgBouncer's "varcache").
+ *
+ * Tracked settings are the ones PostgreSQL reports with ParameterStatus and
+ * a client may legitimately set at startup: client_encoding, DateStyle,
+ * TimeZone, standard_conforming_strings, application_name, plus the names in
+ * track_extra_parameters (IntervalStyle by default).  Before a client's
+ * query runs on a server, the server is brought in line with one SET query.
+ */
+#ifndef SLUICE_VARS_H
+#define SLUICE_VARS_H
+
+#include "sluice/common.h"
+
+struct config;
+struct pktbuf;
+
+struct var {
+	char *name;
+	char *value;
+};
+
+/* A small list of name/value pairs; names compare case-insensitively. */
+struct varlist {
+	struct var *items;
+	int count;
+};
+
+void vars_free(struct varlist *l);
+const char *vars_get(const struct varlist *l, const char *name);
+void vars_set(struct varlist *l, const char *name, const char *value);
+void vars_copy(struct varlist *dst, const struct varlist *src);
+
+/*
+ * If name is tracked, return its canonical spelling (as PostgreSQL reports
+ * it); otherwise NULL.
+ */
+const char *vars_tracked_name(const struct config *cfg, const char *name);
+
+/*
+ * Append to sql (a NUL-terminated text being built in a pktbuf, without the
+ * NUL) one "SET name TO 'value';" per variable whose wanted value differs from
+ * the one the server has.  Returns the number of SETs added.
+ */
+int vars_build_set(const struct varlist *want, const struct varlist *have,
+		   struct pktbuf *sql);
+
+#endif /* SLUICE_VARS_H */

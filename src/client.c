@@ -1,0 +1,438 @@
+/*
+ * client.c - the client side: startup packet, greeting, and the messages a
+ * logged-in client sends.
+ *
+ * Login (CL_LOGIN): SSLRequest and GSSENCRequest are answered 'N' (no TLS
+ * yet), a CancelRequest ends the connection, and the StartupMessage is
+ * checked: protocol 3.x, a user, a known database, only startup parameters
+ * the pooler can keep track of.  The client is then greeted with
+ * AuthenticationOk, the pool's ParameterStatus set (overridden by its own
+ * settings), a fake BackendKeyData and ReadyForQuery.
+ *
+ * Work (CL_ACTIVE): each message is checked ("don't believe nonsense"); the
+ * first one of a transaction asks the pool for a server; the counts of
+ * ReadyForQuery owed by the server are kept here, so the server side knows
+ * when a transaction is over.
+ */
+#include "sluice/client.h"
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/proto.h"
+#include "sluice/server.h"
+#include "sluice/sluice.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static const struct conn_ops client_ops;
+
+const char *client_state_name(enum client_state st)
+{
+	static const char *const names[] = {
+#define X(s) #s,
+		CLIENT_STATES(X)
+#undef X
+	};
+	return (unsigned)st < ARRAY_SIZE(names) ? names[st] : "?";
+}
+
+void client_log_who(const struct client *c, struct log_conn *who)
+{
+	who->kind = 'C';
+	who->id = c->id;
+	who->db = c->dbname ? c->dbname : "";
+	who->user = c->username ? c->username : "";
+	who->addr = c->addr;
+}
+
+#define clog(level, c, ...)                                                  \
+	do {                                                                 \
+		if (log_enabled(level)) {                                    \
+			struct log_conn who_;                                \
+			client_log_who((c), &who_);                          \
+			log_write((level), &who_, NULL, 0, __VA_ARGS__);     \
+		}                                                            \
+	} while (0)
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+void client_accept(struct sluice *ctx, int fd, const char *addr, bool is_unix)
+{
+	struct client *c = xcalloc(1, sizeof(*c));
+
+	c->ctx = ctx;
+	c->id = ++ctx->next_id;
+	c->state = CL_CLOSED;
+	list_init(&c->node);
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
+	c->is_unix = is_unix;
+	c->connect_ms = sluice_now(ctx);
+	ctx->n_clients++;
+	/* Over the limit: still read the startup packet, so that the refusal
+	 * reaches the client as an ErrorResponse it can show. */
+	c->over_limit = ctx->n_clients > ctx->cfg->max_client_conn || ctx->shutting_down;
+	pool_client_set_state(c, CL_LOGIN);
+	if (conn_init(&c->conn, ctx->loop, fd, &client_ops, (uint32_t)ctx->cfg->pkt_buf, true) < 0) {
+		close(fd);
+		pool_client_set_state(c, CL_CLOSED);
+		ctx->n_clients--;
+		free(c);
+	}
+}
+
+static void client_on_closed(struct conn *conn)
+{
+	struct client *c = container_of(conn, struct client, conn);
+
+	close(conn->fd);
+	c->ctx->n_clients--;
+	vars_free(&c->vars);
+	free(c->dbname);
+	free(c->username);
+	free(c);
+}
+
+/* Detach from pool and server; log the one summary line. */
+static void client_detach(struct client *c, const char *reason)
+{
+	struct sluice *ctx = c->ctx;
+
+	if (c->state == CL_CLOSED)
+		return;
+	c->close_reason = reason;
+	if (ctx->cfg->log_disconnections && c->state != CL_LOGIN) {
+		char age[32], in[24], out[24];
+		snprintf(age, sizeof(age), "%.3f", (double)(sluice_now(ctx) - c->connect_ms) / 1000.0);
+		snprintf(in, sizeof(in), "%llu", (unsigned long long)c->conn.bytes_in);
+		snprintf(out, sizeof(out), "%llu", (unsigned long long)c->conn.bytes_out);
+		struct log_kv kv[] = {{"reason", reason}, {"age", age}, {"in", in}, {"out", out}};
+		struct log_conn who;
+		client_log_who(c, &who);
+		log_write(LOG_INFO, &who, kv, ARRAY_SIZE(kv), "closing client connection");
+	}
+	pool_client_gone(c);
+	pool_client_set_state(c, CL_CLOSED);
+}
+
+void client_close(struct client *c, const char *reason)
+{
+	client_detach(c, reason);
+	conn_close(&c->conn);
+}
+
+void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (c->conn.closing || c->conn.close_after_flush)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	clog(c->state == CL_LOGIN ? LOG_INFO : LOG_WARNING, c, "%s (%s)", msg, sqlstate);
+	client_detach(c, msg);
+	/* Relayed bytes still owed to this client would split the message. */
+	if (!c->conn.peer)
+		pktbuf_write_ErrorResponse(&c->conn.out, "FATAL", sqlstate, msg);
+	conn_close_after_flush(&c->conn);
+}
+
+/* ---- login -------------------------------------------------------------- */
+
+/*
+ * Split an `options` value into words: whitespace separates, a backslash
+ * takes the next character literally (libpq's rule for options).  Every word
+ * must set a tracked setting: "-c name=value", "-cname=value" or
+ * "--name=value".  Returns NULL or the reason it is refused.
+ */
+static const char *apply_options(struct client *c, const char *opts, char *why, size_t whylen)
+{
+	const struct config *cfg = c->ctx->cfg;
+	char word[200];
+	bool expect_c = false;
+
+	while (*opts) {
+		size_t n = 0;
+		while (isspace((unsigned char)*opts))
+			opts++;
+		if (!*opts)
+			break;
+		while (*opts && !isspace((unsigned char)*opts)) {
+			if (*opts == '\\' && opts[1])
+				opts++;
+			if (n + 1 >= sizeof(word))
+				return "options value too long";
+			word[n++] = *opts++;
+		}
+		word[n] = 0;
+		const char *set = NULL;
+		if (expect_c) {
+			set = word;
+			expect_c = false;
+		} else if (strcmp(word, "-c") == 0) {
+			expect_c = true;
+			continue;
+		} else if (strncmp(word, "-c", 2) == 0) {
+			set = word + 2;
+		} else if (strncmp(word, "--", 2) == 0) {
+			set = word + 2;
+		}
+		char *eq = set ? strchr(set, '=') : NULL;
+		if (!eq) {
+			snprintf(why, whylen, "unsupported startup option \"%s\" (only -c name=value)", word);
+			return why;
+		}
+		*eq = 0;
+		const char *name = vars_tracked_name(cfg, set);
+		if (!name) {
+			snprintf(why, whylen, "unsupported setting in options startup parameter: %s", set);
+			return why;
+		}
+		vars_set(&c->vars, name, eq + 1);
+	}
+	return expect_c ? "options: -c without a setting" : NULL;
+}
+
+/* The backend user a database entry forces (its `user`, or user= in conninfo). */
+static char *forced_user(const struct config_db *db)
+{
+	if (db->user)
+		return xstrdup(db->user);
+	char *found = NULL;
+	PQconninfoOption *opts = PQconninfoParse(db->conninfo, NULL);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "user") && o->val && o->val[0])
+			found = xstrdup(o->val);
+	PQconninfoFree(opts);
+	return found;
+}
+
+/* Handle a StartupMessage.  Returns false when the client was failed. */
+static bool client_startup(struct client *c, const struct startup *st)
+{
+	const struct config *cfg = c->ctx->cfg;
+	const char *unknown[PROTO_MAX_STARTUP_PARAMS];
+	int nunknown = 0;
+	char why[512];
+
+	if (c->over_limit) {
+		client_fail(c, "53300", "no more connections allowed (max_client_conn)");
+		return false;
+	}
+	const char *user = proto_startup_get(st, "user");
+	if (!user || !user[0]) {
+		client_fail(c, "28000", "no PostgreSQL user name specified in startup packet");
+		return false;
+	}
+	const char *db = proto_startup_get(st, "database");
+	c->username = xstrdup(user);
+	c->dbname = xstrdup(db && db[0] ? db : user);
+
+	for (int i = 0; i < st->nparams; i++) {
+		const char *name = st->params[i].name, *value = st->params[i].value;
+		const char *tracked;
+		if (!strcmp(name, "user") || !strcmp(name, "database"))
+			continue;
+		if (!strncmp(name, "_pq_.", 5)) {
+			unknown[nunknown++] = name;
+			continue;
+		}
+		if (config_strlist_has(&cfg->ignore_startup_parameters, name))
+			continue;
+		if (!strcmp(name, "options")) {
+			const char *err = apply_options(c, value, why, sizeof(why));
+			if (err) {
+				client_fail(c, "08P01", "%s", err);
+				return false;
+			}
+			continue;
+		}
+		if ((tracked = vars_tracked_name(cfg, name))) {
+			vars_set(&c->vars, tracked, value);
+			continue;
+		}
+		client_fail(c, "08P01", "unsupported startup parameter: %s", name);
+		return false;
+	}
+
+	const struct config_db *dbe = config_find_db(cfg, c->dbname);
+	if (!dbe) {
+		client_fail(c, "3D000", "no such database: %s", c->dbname);
+		return false;
+	}
+	char *backend_user = forced_user(dbe);
+	if (!backend_user && cfg->auth_type == AUTH_TYPE_ANY) {
+		client_fail(c, "28000", "database %s has no user for auth_type any", c->dbname);
+		return false;
+	}
+	c->pool = pool_get(c->ctx, c->dbname, backend_user ? backend_user : c->username, dbe);
+	free(backend_user);
+
+	/* Protocol 3.x with a newer minor or _pq_ options: say what we speak. */
+	if ((st->version & 0xffff) != 0 || nunknown)
+		pktbuf_write_NegotiateProtocolVersion(&c->conn.out, PROTO_VERSION_3_0, unknown, nunknown);
+	if (cfg->log_connections)
+		clog(LOG_INFO, c, "login attempt: db=%s user=%s tls=no", c->dbname, c->username);
+	pool_client_login(c);
+	return !c->conn.closing && !c->conn.close_after_flush;
+}
+
+void client_finish_login(struct client *c)
+{
+	struct pool *p = c->pool;
+	struct pktbuf *out = &c->conn.out;
+	const struct config *cfg = c->ctx->cfg;
+
+	/* The client expects the pool's settings unless it asked for others. */
+	for (int i = 0; i < p->welcome.count; i++) {
+		const struct var *w = &p->welcome.items[i];
+		const char *tracked = vars_tracked_name(cfg, w->name);
+		if (tracked && !vars_get(&c->vars, tracked))
+			vars_set(&c->vars, tracked, w->value);
+	}
+	pktbuf_write_AuthenticationOk(out);
+	for (int i = 0; i < p->welcome.count; i++) {
+		const struct var *w = &p->welcome.items[i];
+		const char *mine = vars_get(&c->vars, w->name);
+		pktbuf_write_ParameterStatus(out, w->name, mine ? mine : w->value);
+	}
+	getrandom(&c->cancel_pid, sizeof(c->cancel_pid), 0);
+	getrandom(&c->cancel_key, sizeof(c->cancel_key), 0);
+	c->cancel_pid &= 0x7fffffff; /* a pid is positive */
+	pktbuf_write_BackendKeyData(out, c->cancel_pid, c->cancel_key);
+	pktbuf_write_ReadyForQuery(out, 'I');
+	pool_client_set_state(c, CL_ACTIVE);
+	conn_send_out(&c->conn);
+}
+
+static enum pkt_action login_packet(struct client *c, uint32_t len, const uint8_t *pkt,
+				    uint32_t avail)
+{
+	struct startup st;
+	const char *why = proto_check_startup_len(len);
+
+	if (why) {
+		client_fail(c, "08P01", "%s", why);
+		return PKT_CLOSED;
+	}
+	if (avail < len)
+		return PKT_NEED_BODY;
+	proto_parse_startup(pkt, len, &st);
+	switch (st.kind) {
+	case STARTUP_SSL:
+	case STARTUP_GSSENC:
+		/* No encryption offered (yet): the client may go on in plain text. */
+		pktbuf_put_byte(&c->conn.out, 'N');
+		conn_send_out(&c->conn);
+		return PKT_SKIP;
+	case STARTUP_CANCEL:
+		client_close(c, "cancel request");
+		return PKT_CLOSED;
+	case STARTUP_MESSAGE:
+		c->conn.startup = false;
+		if (!client_startup(c, &st))
+			return PKT_CLOSED;
+		return PKT_SKIP;
+	case STARTUP_BAD:
+	default:
+		client_fail(c, "08P01", "invalid startup packet: %s", st.error);
+		return PKT_CLOSED;
+	}
+}
+
+/* ---- work ---------------------------------------------------------------- */
+
+static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len)
+{
+	const char *why = proto_check_header(type, len + 4, true);
+	struct server *s;
+
+	if (why) {
+		client_fail(c, "08P01", "invalid message from client: %s (type 0x%02x)", why, type);
+		return PKT_CLOSED;
+	}
+	switch (type) {
+	case PQ_MSG_TERMINATE:
+		client_close(c, "client close request");
+		return PKT_CLOSED;
+	case PQ_MSG_PASSWORD:
+		client_fail(c, "08P01", "unexpected password message after login");
+		return PKT_CLOSED;
+	default:
+		break;
+	}
+	if (!c->server) {
+		if (!pool_request_server(c))
+			return c->conn.closing || c->conn.close_after_flush ? PKT_CLOSED : PKT_WAIT;
+	}
+	s = c->server;
+	if (s->step != STEP_NONE || s->release_pending)
+		return PKT_WAIT;
+
+	switch (type) {
+	/* Each of these is answered by exactly one ReadyForQuery. */
+	case PQ_MSG_QUERY:
+	case PQ_MSG_FUNCTION_CALL:
+		s->pending_rfq++;
+		break;
+	case PQ_MSG_SYNC:
+		s->pending_rfq++;
+		s->ext_pending = false;
+		break;
+	/* Extended protocol: the exchange is open until the next Sync. */
+	case PQ_MSG_PARSE:
+	case PQ_MSG_BIND:
+	case PQ_MSG_DESCRIBE:
+	case PQ_MSG_EXECUTE:
+	case PQ_MSG_CLOSE:
+		s->ext_pending = true;
+		break;
+	default:
+		break;
+	}
+	return PKT_FORWARD;
+}
+
+static enum pkt_action client_on_packet(struct conn *conn, uint8_t type, uint32_t len,
+					const uint8_t *body, uint32_t avail)
+{
+	struct client *c = container_of(conn, struct client, conn);
+
+	switch (c->state) {
+	case CL_LOGIN:
+		return login_packet(c, len, body, avail);
+	case CL_LOGIN_WAIT:
+		return PKT_WAIT;
+	case CL_ACTIVE:
+	case CL_WAITING:
+		return work_packet(c, type, len);
+	case CL_CLOSED:
+		return PKT_CLOSED;
+	}
+	return PKT_CLOSED;
+}
+
+static void client_on_flushed(struct conn *conn)
+{
+	(void)conn;
+}
+
+static void client_on_error(struct conn *conn, const char *reason)
+{
+	struct client *c = container_of(conn, struct client, conn);
+	client_close(c, strcmp(reason, "EOF") == 0 ? "client unexpected eof" : reason);
+}
+
+static const struct conn_ops client_ops = {
+	.on_packet = client_on_packet,
+	.on_flushed = client_on_flushed,
+	.on_error = client_on_error,
+	.on_closed = client_on_closed,
+};

@@ -1,0 +1,506 @@
+/*
+ * conn.c - the I/O engine under client and server sockets (see conn.h).
+ *
+ * This is the only file that reads from or writes to a connection's socket,
+ * starts or stops its poll handle, or closes it.  The rules:
+ *
+ *  - error takes precedence over write, write over read (a writable peer
+ *    may unblock the reader we are about to serve);
+ *  - bytes in [sent, scan) of a buffer are owed to the peer and must not
+ *    move; the buffer is compacted only when nothing is owed;
+ *  - generated output (conn.out) goes before relayed bytes to the same
+ *    socket, and is only produced at message boundaries;
+ *  - a connection with bytes it cannot deliver stops reading ("blocked")
+ *    until the peer drains: a slow reader slows its writer, memory stays
+ *    bounded.
+ */
+#include "sluice/conn.h"
+#include "sluice/log.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sluice/proto.h"
+
+/* Largest message the protocol callbacks may ask to see whole. */
+#define CONN_MAX_INSPECT (1024u * 1024u)
+
+static void conn_poll_cb(uv_poll_t *h, int status, int events);
+static void conn_process(struct conn *c);
+
+/* ---- socket I/O: plain or TLS --------------------------------------- */
+
+/* Returns >0 bytes, 0 on EOF, -EAGAIN when nothing is there, -errno. */
+static ssize_t io_recv(struct conn *c, void *buf, size_t n)
+{
+	if (c->ssl) {
+		ERR_clear_error();
+		int r = SSL_read(c->ssl, buf, (int)MIN(n, (size_t)INT32_MAX));
+		if (r > 0)
+			return r;
+		switch (SSL_get_error(c->ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			return -EAGAIN;
+		case SSL_ERROR_ZERO_RETURN:
+			return 0;
+		case SSL_ERROR_SYSCALL:
+			return errno ? -errno : 0;
+		default:
+			return -EPROTO;
+		}
+	}
+	for (;;) {
+		ssize_t r = recv(c->fd, buf, n, 0);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK)
+			return -EAGAIN;
+		return -errno;
+	}
+}
+
+/* Returns bytes written (0 = would block) or -errno. */
+static ssize_t io_send(struct conn *c, const void *buf, size_t n)
+{
+	if (c->ssl) {
+		/* After WANT_WRITE OpenSSL wants the same length again. */
+		int len = c->ssl_retry_len ? c->ssl_retry_len : (int)MIN(n, (size_t)INT32_MAX);
+		ERR_clear_error();
+		int r = SSL_write(c->ssl, buf, len);
+		if (r > 0) {
+			c->ssl_retry_len = 0;
+			return r;
+		}
+		switch (SSL_get_error(c->ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			c->ssl_retry_len = len;
+			return 0;
+		case SSL_ERROR_SYSCALL:
+			return errno ? -errno : -EPIPE;
+		default:
+			return -EPROTO;
+		}
+	}
+	for (;;) {
+		ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno == EWOULDBLOCK)
+			return 0;
+		return -errno;
+	}
+}
+
+/* ---- poll mask ------------------------------------------------------- */
+
+void conn_update_poll(struct conn *c)
+{
+	if (c->closing || !c->poll)
+		return;
+	int ev = 0;
+	if (!c->stopped && !c->blocked && !c->close_after_flush)
+		ev |= UV_READABLE;
+	if (pktbuf_pending(&c->out) || (c->peer && c->peer->blocked))
+		ev |= UV_WRITABLE;
+	if (ev == c->events)
+		return;
+	c->events = ev;
+	if (ev)
+		uv_poll_start(c->poll, ev, conn_poll_cb);
+	else
+		uv_poll_stop(c->poll);
+}
+
+/* ---- set-up and close ------------------------------------------------ */
+
+static void conn_setup(struct conn *c, const struct conn_ops *ops, uint32_t pkt_buf)
+{
+	c->ops = ops;
+	c->pkt_buf = pkt_buf;
+	c->events = 0;
+	pktbuf_init(&c->out);
+}
+
+int conn_init(struct conn *c, uv_loop_t *loop, int fd, const struct conn_ops *ops,
+	      uint32_t pkt_buf, bool startup)
+{
+	conn_setup(c, ops, pkt_buf);
+	c->fd = fd;
+	c->startup = startup;
+	c->poll = xmalloc(sizeof(*c->poll));
+	int rc = uv_poll_init(loop, c->poll, fd);
+	if (rc < 0) {
+		free(c->poll);
+		c->poll = NULL;
+		return rc;
+	}
+	c->poll->data = c;
+	conn_update_poll(c);
+	return 0;
+}
+
+void conn_adopt_poll(struct conn *c, uv_poll_t *poll, int fd,
+		     const struct conn_ops *ops, uint32_t pkt_buf)
+{
+	conn_setup(c, ops, pkt_buf);
+	c->fd = fd;
+	c->poll = poll;
+	poll->data = c;
+	uv_poll_stop(poll);
+	conn_update_poll(c);
+}
+
+static void conn_close_cb(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	free(h);
+	c->poll = NULL;
+	free(c->rbuf);
+	c->rbuf = NULL;
+	pktbuf_free(&c->out);
+	c->ops->on_closed(c);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (!c->poll) {
+		/* Never got a handle: the owner frees right away. */
+		free(c->rbuf);
+		c->rbuf = NULL;
+		pktbuf_free(&c->out);
+		c->ops->on_closed(c);
+		return;
+	}
+	uv_poll_stop(c->poll);
+	uv_close((uv_handle_t *)c->poll, conn_close_cb);
+}
+
+/* ---- output ---------------------------------------------------------- */
+
+/* Write c->out; true when it is empty afterwards (or was). */
+static bool flush_out(struct conn *c)
+{
+	while (pktbuf_pending(&c->out)) {
+		ssize_t n = io_send(c, c->out.data + c->out.off, pktbuf_pending(&c->out));
+		if (n < 0) {
+			c->ops->on_error(c, strerror((int)-n));
+			return false;
+		}
+		if (n == 0)
+			return false;
+		c->out.off += (size_t)n;
+		c->bytes_out += (uint64_t)n;
+	}
+	pktbuf_reset(&c->out);
+	return true;
+}
+
+void conn_send_out(struct conn *c)
+{
+	if (c->closing)
+		return;
+	if (flush_out(c) && c->close_after_flush) {
+		conn_close(c);
+		return;
+	}
+	conn_update_poll(c);
+}
+
+void conn_close_after_flush(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->close_after_flush = true;
+	conn_send_out(c);
+}
+
+/*
+ * Deliver src's owed bytes [sent, scan) to its peer.  Returns true when all
+ * are written; otherwise src is blocked until the peer becomes writable (or
+ * the peer failed and its owner is closing things).
+ */
+static bool push_pending(struct conn *src)
+{
+	struct conn *dst = src->peer;
+
+	if (!dst || dst->closing) {
+		conn_drop_pending(src);
+		return true;
+	}
+	if (pktbuf_pending(&dst->out) && !flush_out(dst))
+		goto blocked;
+	while (src->sent < src->scan) {
+		ssize_t n = io_send(dst, src->rbuf + src->sent, src->scan - src->sent);
+		if (n < 0) {
+			dst->ops->on_error(dst, strerror((int)-n));
+			return false;
+		}
+		if (n == 0)
+			goto blocked;
+		src->sent += (uint32_t)n;
+		dst->bytes_out += (uint64_t)n;
+	}
+	return true;
+blocked:
+	if (dst->closing || src->closing)
+		return false;
+	src->blocked = true;
+	conn_update_poll(src);
+	conn_update_poll(dst);
+	return false;
+}
+
+void conn_drop_pending(struct conn *c)
+{
+	c->sent = c->scan;
+	if (c->remaining && !c->skip)
+		c->skip = true;  /* the rest of a half-relayed message is dropped */
+	if (c->blocked) {
+		c->blocked = false;
+		conn_update_poll(c);
+	}
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+/*
+ * Make room so that n bytes starting at scan fit in the buffer.  Bytes owed
+ * to the peer pin the buffer: then nothing moves, and the caller waits for
+ * the flush (conn_process runs again once the peer drained).
+ */
+static bool make_room(struct conn *c, uint32_t n)
+{
+	if (n > CONN_MAX_INSPECT && !c->startup) {
+		c->ops->on_error(c, "message too large to inspect");
+		return false;
+	}
+	if (c->rbuf && c->scan + n <= c->rcap)
+		return true;
+	if (c->sent != c->scan)
+		return true;
+	uint32_t live = c->end - c->scan;
+	if (c->rbuf && c->scan > 0) {
+		memmove(c->rbuf, c->rbuf + c->scan, live);
+		c->end = live;
+		c->sent = c->scan = 0;
+	}
+	if (!c->rbuf || n > c->rcap) {
+		uint32_t cap = MAX(c->pkt_buf, n);
+		c->rbuf = xrealloc(c->rbuf, cap);
+		c->rcap = cap;
+	}
+	return true;
+}
+
+/* Walk the messages at the scan point and apply the callback's decisions. */
+static void process_loop(struct conn *c)
+{
+	while (!c->closing && !c->stopped) {
+		if (c->remaining) {
+			if (c->skip && c->sent != c->scan && !push_pending(c))
+				return;
+			uint32_t n = MIN(c->remaining, c->end - c->scan);
+			if (n == 0)
+				return;
+			c->scan += n;
+			c->remaining -= n;
+			if (c->skip)
+				c->sent = c->scan;
+			if (c->remaining)
+				return;
+			if (c->notify_flushed) {
+				c->stopped = true;
+				return;
+			}
+			continue;
+		}
+
+		uint32_t avail = c->end - c->scan;
+		uint32_t hdr = c->startup ? 0 : 5;
+		if (avail < (c->startup ? 4u : 5u)) {
+			make_room(c, c->startup ? 4 : 5);
+			return;
+		}
+		const uint8_t *p = c->rbuf + c->scan;
+		uint8_t type = 0;
+		uint32_t body;
+		if (c->startup) {
+			body = proto_get32(p);
+		} else {
+			type = p[0];
+			uint32_t len = proto_get32(p + 1);
+			if (len < 4) {
+				c->ops->on_error(c, "invalid message length");
+				return;
+			}
+			body = len - 4;
+		}
+		uint32_t have = MIN(avail - hdr, body);
+		enum pkt_action a = c->ops->on_packet(c, type, body, p + hdr, have);
+		switch (a) {
+		case PKT_FORWARD:
+			c->remaining = hdr + body;
+			c->skip = false;
+			break;
+		case PKT_FORWARD_STOP:
+			c->remaining = hdr + body;
+			c->skip = false;
+			c->notify_flushed = true;
+			break;
+		case PKT_SKIP:
+		case PKT_SKIP_STOP:
+			c->remaining = hdr + body;
+			c->skip = true;
+			c->notify_flushed = c->notify_flushed || a == PKT_SKIP_STOP;
+			break;
+		case PKT_NEED_BODY:
+			if (have == body) {
+				c->ops->on_error(c, "protocol handler asked for a buffered body");
+				return;
+			}
+			make_room(c, hdr + body);
+			return;
+		case PKT_WAIT:
+			c->stopped = true;
+			return;
+		case PKT_CLOSED:
+			return;
+		}
+	}
+}
+
+/* Idle connections give their buffer back. */
+static void maybe_release_buffer(struct conn *c)
+{
+	if (c->scan != c->end || c->sent != c->scan)
+		return;
+	c->sent = c->scan = c->end = 0;
+	if (c->rbuf && (!c->peer || c->rcap > c->pkt_buf)) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+		c->rcap = 0;
+	}
+}
+
+static void conn_process(struct conn *c)
+{
+	process_loop(c);
+	if (c->closing)
+		return;
+	if (conn_has_pending(c) && !push_pending(c))
+		return;
+	if (c->closing)
+		return;
+	if (c->notify_flushed && c->stopped) {
+		c->notify_flushed = false;
+		c->ops->on_flushed(c);
+		if (c->closing)
+			return;
+	}
+	maybe_release_buffer(c);
+	conn_update_poll(c);
+}
+
+static void conn_on_readable(struct conn *c)
+{
+	for (;;) {
+		if (c->closing || c->stopped || c->blocked || c->close_after_flush)
+			return;
+		if (!c->rbuf || c->end == c->rcap) {
+			make_room(c, c->end - c->scan + 1);
+			if (c->closing || c->end == c->rcap)
+				return;
+		}
+		ssize_t n = io_recv(c, c->rbuf + c->end, c->rcap - c->end);
+		if (n == -EAGAIN) {
+			maybe_release_buffer(c);
+			return;
+		}
+		if (n <= 0) {
+			c->ops->on_error(c, n == 0 ? "EOF" : strerror((int)-n));
+			return;
+		}
+		c->end += (uint32_t)n;
+		c->bytes_in += (uint64_t)n;
+		conn_process(c);
+		/* TLS may hold decrypted bytes the socket will not signal again. */
+		if (!c->ssl || !SSL_has_pending(c->ssl))
+			return;
+	}
+}
+
+void conn_resume(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->stopped = false;
+	c->notify_flushed = false;
+	conn_process(c);
+	if (!c->closing && c->ssl && SSL_has_pending(c->ssl))
+		conn_on_readable(c);
+}
+
+void conn_pause(struct conn *c)
+{
+	c->stopped = true;
+	conn_update_poll(c);
+}
+
+/* The peer of dst may have been waiting for dst to drain. */
+static void conn_on_writable(struct conn *dst)
+{
+	if (!flush_out(dst)) {
+		conn_update_poll(dst);
+		return;
+	}
+	if (dst->close_after_flush) {
+		conn_close(dst);
+		return;
+	}
+	struct conn *src = dst->peer;
+	if (src && src->blocked) {
+		if (!push_pending(src))
+			return;
+		src->blocked = false;
+		conn_update_poll(dst);
+		conn_process(src);
+		if (!src->closing && src->ssl && SSL_has_pending(src->ssl))
+			conn_on_readable(src);
+		return;
+	}
+	conn_update_poll(dst);
+}
+
+static void conn_poll_cb(uv_poll_t *h, int status, int events)
+{
+	struct conn *c = h->data;
+
+	if (c->closing)
+		return;
+	if (status < 0) {
+		c->ops->on_error(c, uv_strerror(status));
+		return;
+	}
+	if (events & UV_WRITABLE) {
+		conn_on_writable(c);
+		if (c->closing)
+			return;
+	}
+	if (events & UV_READABLE)
+		conn_on_readable(c);
+	if (!c->closing)
+		conn_update_poll(c);
+}

@@ -1,0 +1,385 @@
+/*
+ * pool.c - pools, their state lists, linking and the server hand-off.
+ *
+ * Herding clients and servers between lists happens here and nowhere else:
+ * pool_client_set_state() and pool_server_set_state() remove an object from
+ * the list of its old state and append it to the list of the new one, and
+ * pool_link()/pool_unlink() change both sides of a link together.
+ *
+ *   client wants a server --idle?--> link (LIFO: warmest server first)
+ *            |                         |
+ *            +--no--> CL_WAITING ---> launch (<= pool_size) ... login done
+ *                                      |
+ *   server released --> waiting client? --yes--> link, resume the client
+ *                              +--no--> SV_IDLE
+ */
+#include "sluice/pool.h"
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "sluice/sluice.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static struct statlist *client_list(struct client *c, enum client_state st)
+{
+	switch (st) {
+	case CL_LOGIN:
+		return &c->ctx->login_clients;
+	case CL_LOGIN_WAIT:
+		return &c->pool->cl_login;
+	case CL_ACTIVE:
+		return &c->pool->cl_active;
+	case CL_WAITING:
+		return &c->pool->cl_waiting;
+	case CL_CLOSED:
+		return NULL;
+	}
+	log_error("client %llu in bad state %d", (unsigned long long)c->id, (int)st);
+	abort();
+}
+
+void pool_client_set_state(struct client *c, enum client_state st)
+{
+	struct statlist *from = client_list(c, c->state);
+	struct statlist *to = client_list(c, st);
+
+	if (from)
+		statlist_remove(from, &c->node);
+	c->state = st;
+	if (to)
+		statlist_append(to, &c->node);
+}
+
+static struct statlist *server_list(struct server *s, enum server_state st)
+{
+	struct pool *p = s->pool;
+	switch (st) {
+	case SV_LOGIN:
+		return &p->sv_login;
+	case SV_IDLE:
+		return &p->sv_idle;
+	case SV_ACTIVE:
+		return &p->sv_active;
+	case SV_USED:
+		return &p->sv_used;
+	case SV_TESTED:
+		return &p->sv_tested;
+	case SV_CLOSED:
+		return NULL;
+	}
+	log_error("server %llu in bad state %d", (unsigned long long)s->id, (int)st);
+	abort();
+}
+
+void pool_server_set_state(struct server *s, enum server_state st)
+{
+	struct statlist *from = server_list(s, s->state);
+	struct statlist *to = server_list(s, st);
+
+	if (from)
+		statlist_remove(from, &s->node);
+	s->state = st;
+	if (to)
+		statlist_append(to, &s->node);
+}
+
+int pool_server_count(const struct pool *p)
+{
+	return statlist_count(&p->sv_login) + statlist_count(&p->sv_idle) +
+	       statlist_count(&p->sv_active) + statlist_count(&p->sv_used) +
+	       statlist_count(&p->sv_tested);
+}
+
+/* ---- pool registry ---------------------------------------------------- */
+
+static void set_str(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = src ? xstrdup(src) : NULL;
+}
+
+void pool_apply_config(struct pool *pool, const struct config_db *db)
+{
+	const struct config *cfg = pool->ctx->cfg;
+	const struct config_user *u = config_find_user(cfg, pool->user);
+
+	set_str(&pool->conninfo, db->conninfo);
+	set_str(&pool->password, db->password);
+	pool->pool_size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
+	/* A user's pool_mode wins over the database's, as in PgBouncer. */
+	if (u && u->pool_mode >= 0)
+		pool->pool_mode = u->pool_mode;
+	else if (db->pool_mode >= 0)
+		pool->pool_mode = db->pool_mode;
+	else
+		pool->pool_mode = cfg->pool_mode;
+}
+
+struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
+		      const struct config_db *db)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		struct pool *p = container_of(it, struct pool, node);
+		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
+			return p;
+	}
+
+	struct pool *p = xcalloc(1, sizeof(*p));
+	p->ctx = ctx;
+	p->dbname = xstrdup(dbname);
+	p->user = xstrdup(user);
+	statlist_init(&p->cl_login);
+	statlist_init(&p->cl_active);
+	statlist_init(&p->cl_waiting);
+	statlist_init(&p->sv_login);
+	statlist_init(&p->sv_idle);
+	statlist_init(&p->sv_active);
+	statlist_init(&p->sv_used);
+	statlist_init(&p->sv_tested);
+	pool_apply_config(p, db);
+	list_insert_before(&ctx->pools, &p->node);
+	log_debug("new pool %s/%s (size %d, %s mode)", dbname, user, p->pool_size,
+		  config_pool_mode_name(p->pool_mode));
+	return p;
+}
+
+void pool_free_all(struct sluice *ctx)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		struct pool *p = container_of(it, struct pool, node);
+		list_del(&p->node);
+		free(p->dbname);
+		free(p->user);
+		free(p->conninfo);
+		free(p->password);
+		free(p->last_error);
+		vars_free(&p->welcome);
+		free(p);
+	}
+}
+
+const char *pool_reset_query(const struct pool *pool)
+{
+	const struct config *cfg = pool->ctx->cfg;
+	const char *q = cfg->server_reset_query;
+
+	if (!q || !q[0])
+		return NULL;
+	if (pool->pool_mode != POOL_MODE_SESSION && !cfg->server_reset_query_always)
+		return NULL;
+	return q;
+}
+
+/* ---- links ------------------------------------------------------------ */
+
+void pool_link(struct client *c, struct server *s)
+{
+	c->server = s;
+	s->client = c;
+	c->conn.peer = &s->conn;
+	s->conn.peer = &c->conn;
+	s->pending_rfq = 0;
+	s->ext_pending = false;
+	s->last_used_ms = sluice_now(c->ctx);
+	pool_server_set_state(s, SV_ACTIVE);
+}
+
+void pool_unlink(struct client *c, struct server *s)
+{
+	/* Relayed bytes owed to a side that goes away are dropped. */
+	conn_drop_pending(&c->conn);
+	conn_drop_pending(&s->conn);
+	c->server = NULL;
+	s->client = NULL;
+	c->conn.peer = NULL;
+	s->conn.peer = NULL;
+	conn_update_poll(&c->conn);
+	conn_update_poll(&s->conn);
+}
+
+/* ---- hand-off ---------------------------------------------------------- */
+
+/*
+ * A database that just refused a login is not retried before
+ * server_login_retry; clients asking meanwhile get the error at once
+ * instead of waiting for nothing (fail fast).
+ */
+static bool pool_in_retry_backoff(const struct pool *pool)
+{
+	const struct config *cfg = pool->ctx->cfg;
+	if (!pool->last_error || pool_server_count(pool) > 0)
+		return false;
+	return sluice_now(pool->ctx) - pool->last_error_ms <
+	       (uint64_t)(cfg->server_login_retry * 1000.0);
+}
+
+static void fail_with_last_error(struct client *c)
+{
+	struct pool *p = c->pool;
+	client_fail(c, p->last_sqlstate[0] ? p->last_sqlstate : "08006", "%s",
+		    p->last_error ? p->last_error : "server login failed");
+}
+
+void pool_launch_if_needed(struct pool *pool)
+{
+	if (pool->ctx->shutting_down || pool_in_retry_backoff(pool))
+		return;
+	int want = statlist_count(&pool->cl_waiting) + statlist_count(&pool->cl_login);
+	/* The first login teaches the pool its parameters: one is enough. */
+	if (!pool->have_welcome && want > 0)
+		want = 1;
+	while (statlist_count(&pool->sv_login) < want &&
+	       (pool->pool_size == 0 || pool_server_count(pool) < pool->pool_size))
+		server_launch(pool);
+}
+
+bool pool_request_server(struct client *c)
+{
+	struct pool *p = c->pool;
+	struct list *e = statlist_last(&p->sv_idle);
+
+	if (e) {
+		struct server *s = container_of(e, struct server, node);
+		pool_link(c, s);
+		server_prepare_for_client(s);
+		return true;
+	}
+	if (pool_in_retry_backoff(p)) {
+		fail_with_last_error(c);
+		return false;
+	}
+	pool_client_set_state(c, CL_WAITING);
+	pool_launch_if_needed(p);
+	return false;
+}
+
+void pool_client_login(struct client *c)
+{
+	struct pool *p = c->pool;
+
+	if (p->have_welcome) {
+		client_finish_login(c);
+		return;
+	}
+	if (pool_in_retry_backoff(p)) {
+		fail_with_last_error(c);
+		return;
+	}
+	pool_client_set_state(c, CL_LOGIN_WAIT);
+	pool_launch_if_needed(p);
+}
+
+void pool_server_ready(struct server *s)
+{
+	struct pool *p = s->pool;
+	struct list *e;
+
+	s->release_pending = false;
+	s->step = STEP_NONE;
+	if (s->dirty || p->ctx->shutting_down) {
+		server_close(s, s->dirty ? "server is not clean" : "shutting down");
+		return;
+	}
+	e = statlist_first(&p->cl_waiting);
+	if (e) {
+		struct client *c = container_of(e, struct client, node);
+		pool_client_set_state(c, CL_ACTIVE);
+		pool_link(c, s);
+		conn_resume(&s->conn);
+		if (!server_prepare_for_client(s))
+			conn_resume(&c->conn);
+		return;
+	}
+	pool_server_set_state(s, SV_IDLE);
+	conn_resume(&s->conn);
+}
+
+void pool_client_gone(struct client *c)
+{
+	struct server *s = c->server;
+
+	if (!s)
+		return;
+	/* A half-sent client message or an unanswered query leaves the backend
+	 * in a state nobody else may inherit. */
+	bool broken = (c->conn.remaining && !c->conn.skip) || conn_has_pending(&c->conn) ||
+		      s->pending_rfq > 0 || s->ext_pending || s->step != STEP_NONE ||
+		      (s->conn.remaining && !s->release_pending);
+	bool release = s->release_pending;
+	pool_unlink(c, s);
+	if (broken && !release) {
+		server_close(s, "client disconnected while the server was busy");
+		return;
+	}
+	pool_server_set_state(s, SV_USED);
+	if (s->tx_status != 'I')
+		server_start_step(s, STEP_ROLLBACK);
+	else if (pool_reset_query(s->pool))
+		server_start_step(s, STEP_RESET);
+	else
+		pool_server_ready(s);
+}
+
+void pool_server_login_done(struct server *s)
+{
+	struct pool *p = s->pool;
+	struct list *it, *tmp;
+
+	free(p->last_error);
+	p->last_error = NULL;
+	p->last_sqlstate[0] = 0;
+	if (!p->have_welcome) {
+		vars_copy(&p->welcome, &s->vars);
+		p->have_welcome = true;
+	}
+	statlist_for_each_safe(it, tmp, &p->cl_login) {
+		struct client *c = container_of(it, struct client, node);
+		client_finish_login(c);
+		if (!c->conn.closing)
+			conn_resume(&c->conn);
+	}
+	pool_server_ready(s);
+	pool_launch_if_needed(p);
+}
+
+void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg)
+{
+	struct pool *p = s->pool;
+	struct list *it, *tmp;
+
+	free(p->last_error);
+	p->last_error = xstrdup(msg);
+	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate ? sqlstate : "");
+	p->last_error_ms = sluice_now(p->ctx);
+	server_close(s, "login failed");
+
+	statlist_for_each_safe(it, tmp, &p->cl_login) {
+		struct client *c = container_of(it, struct client, node);
+		fail_with_last_error(c);
+	}
+	/* Waiting clients can only be served by a server that exists. */
+	if (pool_server_count(p) == 0) {
+		statlist_for_each_safe(it, tmp, &p->cl_waiting) {
+			struct client *c = container_of(it, struct client, node);
+			fail_with_last_error(c);
+		}
+	}
+}
+
+void pool_janitor(struct sluice *ctx)
+{
+	uint64_t now = sluice_now(ctx);
+	struct list *it, *tmp, *sit, *stmp;
+
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		struct pool *p = container_of(it, struct pool, node);
+		statlist_for_each_safe(sit, stmp, &p->sv_login) {
+			struct server *s = container_of(sit, struct server, node);
+			server_check_login_timeout(s, now);
+		}
+		pool_launch_if_needed(p);
+	}
+}

@@ -1,0 +1,7 @@
+/* test_proto.c - placeholder until the proto module lands. */
+#include "unit.h"
+
+Suite *proto_suite(void)
+{
+	return suite_create("proto");
+}

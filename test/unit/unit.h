@@ -1,0 +1,10 @@
+/* unit.h - the suites collected by check_main.c. */
+#ifndef SLUICE_TEST_UNIT_H
+#define SLUICE_TEST_UNIT_H
+
+#include <check.h>
+
+Suite *proto_suite(void);
+Suite *config_suite(void);
+
+#endif
