@@ -20,7 +20,7 @@ struct listener {
 	int fd;
 	bool is_unix;
 	char *path;          /* unix socket path, removed on close */
-	char name[96];       /* "127.0.0.1:6432" or the socket path */
+	char name[128];      /* "127.0.0.1:6432" or the socket path */
 	struct sluice *ctx;
 };
 
