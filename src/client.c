@@ -138,9 +138,7 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	va_end(ap);
 	clog(c->state == CL_LOGIN ? LOG_INFO : LOG_WARNING, c, "%s (%s)", msg, sqlstate);
 	client_detach(c, msg);
-	/* Relayed bytes still owed to this client would split the message. */
-	if (!c->conn.peer)
-		pktbuf_write_ErrorResponse(&c->conn.out, "FATAL", sqlstate, msg);
+	pktbuf_write_ErrorResponse(&c->conn.out, "FATAL", sqlstate, msg);
 	conn_close_after_flush(&c->conn);
 }
 
@@ -303,9 +301,11 @@ void client_finish_login(struct client *c)
 		const char *mine = vars_get(&c->vars, w->name);
 		pktbuf_write_ParameterStatus(out, w->name, mine ? mine : w->value);
 	}
-	getrandom(&c->cancel_pid, sizeof(c->cancel_pid), 0);
-	getrandom(&c->cancel_key, sizeof(c->cancel_key), 0);
-	c->cancel_pid &= 0x7fffffff; /* a pid is positive */
+	uint32_t rnd[2] = {0, 0};
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		rnd[0] = (uint32_t)c->id;
+	c->cancel_pid = rnd[0] & 0x7fffffff; /* a pid is positive */
+	c->cancel_key = rnd[1];
 	pktbuf_write_BackendKeyData(out, c->cancel_pid, c->cancel_key);
 	pktbuf_write_ReadyForQuery(out, 'I');
 	pool_client_set_state(c, CL_ACTIVE);
