@@ -338,11 +338,18 @@ static void process_loop(struct conn *c)
 		uint8_t type = 0;
 		uint32_t body;
 		if (c->startup) {
+			/* The length counts itself; the callback checks the upper
+			 * bound (PostgreSQL's 10,000 bytes). */
 			body = proto_get32(p);
+			if (body < 4) {
+				c->ops->on_error(c, "invalid startup packet length");
+				return;
+			}
 		} else {
 			type = p[0];
 			uint32_t len = proto_get32(p + 1);
-			if (len < 4) {
+			/* Both bounds matter: hdr + body must not wrap around. */
+			if (len < 4 || len > PROTO_MAX_MESSAGE) {
 				c->ops->on_error(c, "invalid message length");
 				return;
 			}

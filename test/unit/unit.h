@@ -6,5 +6,7 @@
 
 Suite *proto_suite(void);
 Suite *config_suite(void);
+Suite *vars_suite(void);
+Suite *conn_suite(void);
 
 #endif
