@@ -9,4 +9,6 @@ Suite *config_suite(void);
 Suite *vars_suite(void);
 Suite *conn_suite(void);
 
+Suite *hba_suite(void);
+
 #endif
