@@ -110,6 +110,10 @@ void conn_update_poll(struct conn *c)
 	int ev = 0;
 	if (!c->stopped && !c->blocked && !c->close_after_flush)
 		ev |= UV_READABLE;
+	else if (c->stopped && !c->close_after_flush)
+		/* Not reading (e.g. a client queued for a server), yet a peer
+		 * that hangs up must be noticed now, not when it is served. */
+		ev |= UV_DISCONNECT;
 	if (pktbuf_pending(&c->out) || (c->peer && c->peer->blocked))
 		ev |= UV_WRITABLE;
 	if (ev == c->events)
@@ -506,8 +510,12 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		if (c->closing)
 			return;
 	}
-	if (events & UV_READABLE)
+	if (events & UV_READABLE) {
 		conn_on_readable(c);
+	} else if ((events & UV_DISCONNECT) && c->stopped) {
+		c->ops->on_error(c, "EOF");
+		return;
+	}
 	if (!c->closing)
 		conn_update_poll(c);
 }

@@ -273,14 +273,30 @@ static void libpq_message(PGconn *pg, char *out, size_t len)
 		out[--n] = 0;
 }
 
+/*
+ * libpq 15 does not trace the ErrorResponse that ends a failed password
+ * exchange, so the SQLSTATE is taken from the trace when it is there and
+ * otherwise inferred: a login that failed after the server asked for a
+ * password is an authentication failure (28P01).  Clients see the server's
+ * message without libpq's "connection to server at ... failed:" prefix,
+ * which would reveal the backend's address.
+ */
 static void login_fail_from_libpq(struct server *s)
 {
-	char sqlstate[6] = "", msg[512] = "";
+	char sqlstate[6] = "", msg[512] = "", full[512];
 	trace_stop(s);
 	trace_parse(s, sqlstate, msg, sizeof(msg));
-	if (!msg[0])
-		libpq_message(s->pg, msg, sizeof(msg));
-	login_failed(s, sqlstate[0] ? sqlstate : "08006", msg);
+	libpq_message(s->pg, full, sizeof(full));
+	if (!msg[0]) {
+		const char *fatal = strstr(full, "FATAL:  ");
+		snprintf(msg, sizeof(msg), "%s", fatal ? fatal + 8 : full);
+	}
+	if (!sqlstate[0])
+		snprintf(sqlstate, sizeof(sqlstate), "%s",
+			 s->pg && PQconnectionUsedPassword(s->pg) && strstr(full, "FATAL:")
+				 ? "28P01" : "08006");
+	slog(LOG_DEBUG, s, "libpq: %s", full);
+	login_failed(s, sqlstate, msg);
 }
 
 static void notice_ignore(void *arg, const PGresult *res)
