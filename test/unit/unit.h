@@ -11,4 +11,7 @@ Suite *conn_suite(void);
 
 Suite *hba_suite(void);
 
+Suite *scram_suite(void);
+Suite *authfile_suite(void);
+
 #endif
