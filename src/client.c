@@ -15,6 +15,7 @@
  * when a transaction is over.
  */
 #include "sluice/client.h"
+#include "sluice/auth.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
@@ -62,9 +63,14 @@ void client_log_who(const struct client *c, struct log_conn *who)
 
 /* ---- lifetime ---------------------------------------------------------- */
 
-void client_accept(struct sluice *ctx, int fd, const char *addr, bool is_unix)
+void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, const char *addr,
+		   bool is_unix)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
+
+	if (!is_unix && sa && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6))
+		memcpy(&c->peer, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+							       : sizeof(struct sockaddr_in6));
 
 	c->ctx = ctx;
 	c->id = ++ctx->next_id;
@@ -91,6 +97,7 @@ static void client_on_closed(struct conn *conn)
 	struct client *c = container_of(conn, struct client, conn);
 
 	close(conn->fd);
+	auth_state_free(c);
 	c->ctx->n_clients--;
 	vars_free(&c->vars);
 	free(c->dbname);
@@ -278,8 +285,46 @@ static bool client_startup(struct client *c, const struct startup *st)
 		pktbuf_write_NegotiateProtocolVersion(&c->conn.out, PROTO_VERSION_3_0, unknown, nunknown);
 	if (cfg->log_connections)
 		clog(LOG_INFO, c, "login attempt: db=%s user=%s tls=no", c->dbname, c->username);
-	pool_client_login(c);
+	switch (auth_start(c)) {
+	case AUTH_FAILED:
+		return false;
+	case AUTH_CONTINUE:
+		conn_send_out(&c->conn);
+		break;
+	case AUTH_OK:
+		pool_client_login(c);
+		break;
+	}
 	return !c->conn.closing && !c->conn.close_after_flush;
+}
+
+/* Largest authentication message accepted (PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH). */
+#define MAX_AUTH_MESSAGE 65535u
+
+/* A password, SASLInitialResponse or SASLResponse message during login. */
+static enum pkt_action auth_message(struct client *c, uint8_t type, uint32_t len,
+				    const uint8_t *body, uint32_t avail)
+{
+	if (type != PQ_MSG_PASSWORD || len > MAX_AUTH_MESSAGE) {
+		client_fail(c, "08P01", type != PQ_MSG_PASSWORD
+				 ? "expected a password message during authentication"
+				 : "authentication message too long");
+		return PKT_CLOSED;
+	}
+	if (avail < len)
+		return PKT_NEED_BODY;
+	switch (auth_packet(c, body, len)) {
+	case AUTH_FAILED:
+		return PKT_CLOSED;
+	case AUTH_CONTINUE:
+		conn_send_out(&c->conn);
+		break;
+	case AUTH_OK:
+		conn_send_out(&c->conn);
+		pool_client_login(c);
+		break;
+	}
+	return c->conn.closing || c->conn.close_after_flush ? PKT_CLOSED : PKT_SKIP;
 }
 
 void client_finish_login(struct client *c)
@@ -407,6 +452,8 @@ static enum pkt_action client_on_packet(struct conn *conn, uint8_t type, uint32_
 
 	switch (c->state) {
 	case CL_LOGIN:
+		if (!c->conn.startup)
+			return auth_message(c, type, len, body, avail);
 		return login_packet(c, len, body, avail);
 	case CL_LOGIN_WAIT:
 		return PKT_WAIT;

@@ -45,11 +45,12 @@
 
 static const char *const pool_mode_names[] = { "session", "transaction", "statement", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
-static const char *const auth_type_names[] = { "trust", "any", NULL };
+static const char *const auth_type_names[] = { "trust", "any", "plain", "md5", "scram-sha-256",
+						 "cert", "hba", NULL };
 
 _Static_assert(ARRAY_SIZE(pool_mode_names) == POOL_MODE_STATEMENT + 2, "pool_mode_names");
 _Static_assert(ARRAY_SIZE(log_format_names) == LOG_FORMAT_JSON + 2, "log_format_names");
-_Static_assert(ARRAY_SIZE(auth_type_names) == AUTH_TYPE_ANY + 2, "auth_type_names");
+_Static_assert(ARRAY_SIZE(auth_type_names) == AUTH_TYPE_HBA + 2, "auth_type_names");
 
 static const char *const bool_true_names[] = { "1", "true", "yes", "on", NULL };
 static const char *const bool_false_names[] = { "0", "false", "no", "off", NULL };
@@ -77,9 +78,14 @@ static const char *const sslmode_allowed[] = {
 #define OCT_P(f, min, max, def, rl, help)   ROW(f, CFG_OCTAL, NULL, min, max, def, rl, help)
 
 static const struct config_param params[] = {
+	STR_P(auth_file, "", RELOAD,
+	      "File with user names and secrets (PgBouncer's userlist.txt format: plain, "
+	      "md5 or SCRAM-SHA-256 secrets); empty = none."),
+	STR_P(auth_hba_file, "", RELOAD,
+	      "pg_hba.conf-style rules used when auth_type is hba; empty = none."),
 	ENUM_P(auth_type, auth_type_names, "trust", RELOAD,
-	       "How clients authenticate: trust (any password) or any (like trust, but the "
-	       "user name is ignored; every database needs a forced user)."),
+	       "How clients authenticate: trust, any (trust, user name ignored), plain, md5 "
+	       "(md5, or SCRAM when the stored secret is SCRAM), scram-sha-256, cert, or hba."),
 	INT_P(default_pool_size, 0, 100000, "20", RELOAD,
 	      "Server connections allowed per database/user pair; 0 = unlimited."),
 	LIST_P(ignore_startup_parameters, "", RELOAD,
@@ -989,6 +995,22 @@ static void check_auth_any(struct loadctx *ctx, const struct config *cfg,
 				     "auth_type \"any\" requires a forced user for every database");
 }
 
+/* Password methods need secrets, hba needs its rules. */
+static void check_auth_files(struct loadctx *ctx, const struct config *cfg,
+			     const config_setting_t *root)
+{
+	const config_setting_t *at = config_setting_get_member(root, "auth_type");
+	int t = cfg->auth_type;
+
+	if (!at)
+		return;
+	if (t == AUTH_TYPE_HBA && !cfg->auth_hba_file[0])
+		report(ctx, at, "auth_type", "auth_type \"hba\" requires auth_hba_file");
+	if ((t == AUTH_TYPE_PLAIN || t == AUTH_TYPE_MD5 || t == AUTH_TYPE_SCRAM) &&
+	    !cfg->auth_file[0])
+		report(ctx, at, "auth_type", "password authentication requires auth_file");
+}
+
 /* ---------------------------------------------------------------------- */
 /* The root group. */
 
@@ -1030,6 +1052,7 @@ static void load_root(struct loadctx *ctx, struct config *cfg, const config_sett
 		}
 	}
 	check_auth_any(ctx, cfg, root);
+	check_auth_files(ctx, cfg, root);
 }
 
 /* The directory part of path ("/" for "/x"), or NULL when there is none. */

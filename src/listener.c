@@ -85,7 +85,7 @@ static void accept_cb(uv_poll_t *h, int status, int events)
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
 		}
-		client_accept(l->ctx, fd, addr, l->is_unix);
+		client_accept(l->ctx, fd, (const struct sockaddr *)&ss, addr, l->is_unix);
 	}
 }
 

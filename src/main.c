@@ -8,6 +8,7 @@
  * one running); SIGINT and SIGTERM shut down: clients are told, servers
  * closed, every handle closed, everything freed, exit 0.
  */
+#include "sluice/auth.h"
 #include "sluice/client.h"
 #include "sluice/config.h"
 #include "sluice/listener.h"
@@ -127,12 +128,20 @@ static void reload(struct sluice *ctx)
 	static char err[ERRBUF];
 	struct config *old = ctx->cfg;
 	struct config *new = config_load(old->filename, err, sizeof(err));
+	struct auth_files files;
 	struct list *it, *tmp;
 
 	if (!new) {
 		log_error("reload failed, keeping the running configuration:\n%s", err);
 		return;
 	}
+	if (auth_files_load(new, &files, err, sizeof(err)) < 0) {
+		log_error("reload failed, keeping the running configuration:\n%s", err);
+		config_free(new);
+		return;
+	}
+	auth_files_free(&ctx->auth);
+	ctx->auth = files;
 	warn_restart_only(old, new);
 	/* Restart-only settings keep their running values. */
 	new->listen_port = old->listen_port;
@@ -255,10 +264,18 @@ int main(int argc, char **argv)
 	list_init(&ctx->pools);
 	ctx->start_ms = uv_now(&loop);
 
+	if (auth_files_load(cfg, &ctx->auth, err, sizeof(err)) < 0) {
+		log_error("%s", err);
+		fprintf(stderr, "sluice: %s\n", err);
+		uv_loop_close(&loop);
+		config_free(cfg);
+		return 1;
+	}
 	if (listener_start_all(ctx, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		fprintf(stderr, "sluice: %s\n", err);
 		uv_loop_close(&loop);
+		auth_files_free(&ctx->auth);
 		config_free(cfg);
 		return 1;
 	}
@@ -286,6 +303,7 @@ int main(int argc, char **argv)
 		log_warning("event loop closed with handles still open");
 	pool_free_all(ctx);
 	log_info("shutdown complete");
+	auth_files_free(&ctx->auth);
 	config_free(ctx->cfg);
 	log_close();
 	return 0;

@@ -13,6 +13,7 @@
  * itself (libpq's view is stale from then on).
  */
 #include "sluice/server.h"
+#include "sluice/auth.h"
 #include "sluice/client.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
@@ -398,7 +399,7 @@ static void start_connect(struct server *s)
 	struct pool *p = s->pool;
 	const char *kw[MAX_KEYWORDS + 1], *val[MAX_KEYWORDS + 1];
 	int n = 0;
-	bool have_db = false, have_ssl = false, have_fallback = false;
+	bool have_db = false, have_ssl = false, have_fallback = false, have_pw = false;
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(p->conninfo, &err);
 
@@ -432,13 +433,19 @@ static void start_connect(struct server *s)
 		have_db |= !strcmp(k, "dbname");
 		have_ssl |= !strcmp(k, "sslmode");
 		have_fallback |= !strcmp(k, "fallback_application_name");
+		have_pw |= !strcmp(k, "password") || !strcmp(k, "passfile");
 		ADD(k, o->val);
 	}
 	if (!have_db)
 		ADD("dbname", p->dbname);
 	ADD("user", p->user);
-	if (p->password)
-		ADD("password", p->password);
+	/* Without a configured password, a plain one from auth_file serves
+	 * for the backend too (libpq cannot log in with SCRAM keys). */
+	const char *pw = p->password;
+	if (!pw && !have_pw)
+		pw = auth_plain_password(p->ctx, p->user);
+	if (pw)
+		ADD("password", pw);
 	if (s->host)
 		ADD("host", s->host);
 	if (s->port)

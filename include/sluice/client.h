@@ -21,6 +21,7 @@ struct sluice;
 struct pool;
 struct server;
 struct log_conn;
+struct auth_state;
 
 #define CLIENT_STATES(X)                                                     \
 	X(CL_LOGIN)       /* ctx->login_clients: reading the startup packet */ \
@@ -54,7 +55,9 @@ struct client {
 	uint32_t cancel_pid;       /* fake BackendKeyData */
 	uint32_t cancel_key;
 	char addr[INET6_ADDRSTRLEN + 8];
+	struct sockaddr_storage peer;  /* client address (TCP) */
 	bool is_unix;
+	struct auth_state *auth;   /* exchange state while logging in, or NULL */
 	bool over_limit;           /* accepted over max_client_conn: refuse */
 	uint64_t connect_ms;
 	const char *close_reason;
@@ -63,7 +66,8 @@ struct client {
 const char *client_state_name(enum client_state st);
 
 /* A new connection from a listener; takes ownership of fd. */
-void client_accept(struct sluice *ctx, int fd, const char *addr, bool is_unix);
+void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, const char *addr,
+		   bool is_unix);
 
 /* Close with a reason (no message to the client). */
 void client_close(struct client *c, const char *reason);

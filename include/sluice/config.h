@@ -30,6 +30,11 @@ enum auth_type {
 	AUTH_TYPE_TRUST = 0, /* any password accepted, user name used as given */
 	AUTH_TYPE_ANY = 1,   /* like trust, but the user name is ignored: every
 			      * database must name a forced user */
+	AUTH_TYPE_PLAIN = 2, /* cleartext password checked against auth_file */
+	AUTH_TYPE_MD5 = 3,   /* md5, or SCRAM when the stored secret is SCRAM */
+	AUTH_TYPE_SCRAM = 4, /* SCRAM-SHA-256 */
+	AUTH_TYPE_CERT = 5,  /* TLS client certificate (needs client TLS) */
+	AUTH_TYPE_HBA = 6,   /* per connection, from auth_hba_file */
 };
 
 /* A list of strings (listen_addr, ignore_startup_parameters, ...). */
@@ -85,6 +90,8 @@ struct config {
 
 	/* auth */
 	int auth_type;                       /* enum auth_type */
+	char *auth_file;                     /* "" = none */
+	char *auth_hba_file;                 /* "" = none */
 
 	/* logging */
 	char *logfile;                       /* "" = stderr */

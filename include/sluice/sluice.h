@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include "sluice/auth.h"
 #include "sluice/common.h"
 #include "sluice/list.h"
 
@@ -18,6 +19,7 @@ struct listener;
 struct sluice {
 	uv_loop_t *loop;
 	struct config *cfg;            /* current config; replaced on reload */
+	struct auth_files auth;        /* auth_file and auth_hba_file contents */
 
 	struct listener *listeners;    /* array of n_listeners */
 	int n_listeners;

@@ -1094,6 +1094,81 @@ CUR_PID=
 PASSED=0
 FAILED=0
 
+# login_as USER PASSWORD: psql through the current Sluice as USER; prints
+# the query result or psql's error text.
+login_as() {
+    PGPASSWORD=$2 psql -X -w -At -h 127.0.0.1 -p "$SLUICE_PORT" -U "$1" -d app \
+        -c "SELECT current_user || ':ok'" 2>&1 | tail -n 1
+}
+
+# Client authentication against an auth_file for each password method: the
+# right password logs in (the backend user is the database's forced user),
+# a wrong one and an unknown user fail alike with 28P01, and no password
+# ever reaches the log.
+test_client_auth() {
+    local secret md5 at out
+    secret=$(psql_direct -d postgres -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
+    md5=$(printf '%s' "md5_pwmd5user" | md5sum | cut -c1-32)
+    mkdir -p "$T_DIR/main"
+    printf '"app" "%s"\n"plainu" "plain_pw"\n"md5user" "md5%s"\n' "$secret" "$md5" >"$T_DIR/main/users.txt"
+    for at in scram-sha-256 md5 plain; do
+        start_sluice main <<EOF
+auth_type = "$at";
+auth_file = "users.txt";
+databases = ( { name = "app"; conninfo = "host=\$PGT_SOCK port=\$PGT_PORT dbname=app user=app"; } );
+EOF
+        assert_eq "app:ok" "$(login_as app app_pw)" "$at: right password (SCRAM secret)"
+        assert_eq "app:ok" "$(login_as plainu plain_pw)" "$at: right password (plain secret)"
+        out=$(login_as app wrong_pw)
+        assert_contains "$out" 'password authentication failed for user "app"' "$at: wrong password"
+        out=$(login_as nosuchuser some_pw)
+        assert_contains "$out" 'password authentication failed for user "nosuchuser"' "$at: unknown user"
+        out=$(login_as md5user md5_pw)
+        if [ "$at" = scram-sha-256 ]; then
+            # An md5 secret cannot serve SCRAM: refused like a wrong password.
+            assert_contains "$out" 'password authentication failed for user "md5user"' "$at: md5 secret"
+        else
+            assert_eq "app:ok" "$out" "$at: right password (md5 secret)"
+        fi
+        stop_sluice main
+        assert_eq 0 "$SLUICE_EXIT" "$at: exit status"
+        assert_int "$(grep -c '(28P01)' "$SLUICE_LOG")" -ge 2 "$at: 28P01 refusals logged"
+        if grep -E 'app_pw|plain_pw|md5_pw|wrong_pw|some_pw' "$SLUICE_LOG" "${SL_DIR[main]}/stderr"; then
+            fail "$at: a password appears in the log"
+        fi
+    done
+}
+
+# auth_type = hba: the first matching line decides; no match is refused.
+test_client_auth_hba() {
+    local out
+    mkdir -p "$T_DIR/main"
+    printf '"app" "app_pw"\n"plainu" "plain_pw"\n' >"$T_DIR/main/users.txt"
+    cat >"$T_DIR/main/hba.conf" <<'EOF'
+# type  database  user    address        method
+host    all       plainu  127.0.0.1/32   reject
+host    app       app     127.0.0.1/32   scram-sha-256
+local   all       all                    trust
+EOF
+    start_sluice main <<'EOF'
+auth_type = "hba";
+auth_file = "users.txt";
+auth_hba_file = "hba.conf";
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; },
+              { name = "other"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    assert_eq "app:ok" "$(login_as app app_pw)" "hba: scram line"
+    out=$(login_as app wrong_pw)
+    assert_contains "$out" "password authentication failed" "hba: scram line, wrong password"
+    out=$(login_as plainu plain_pw)
+    assert_contains "$out" "no authentication rule allows" "hba: reject line"
+    out=$(PGPASSWORD=app_pw psql -X -w -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d other -c "SELECT 1" 2>&1)
+    assert_contains "$out" "no authentication rule allows" "hba: no matching line"
+    out=$(psql -X -w -At -h "$SLUICE_SOCK" -p "$SLUICE_PORT" -U plainu -d other -c "SELECT 'local-ok'" 2>&1)
+    assert_eq "local-ok" "$out" "hba: local trust line"
+    assert_int "$(grep -c '(28000)' "$SLUICE_LOG")" -ge 2 "hba: 28000 refusals logged"
+}
+
 all_tests() {   # test functions in the order they are defined
     grep -o '^test_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" | tr -d '()'
 }
