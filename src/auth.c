@@ -26,6 +26,7 @@
 #include "sluice/proto.h"
 #include "sluice/scram.h"
 #include "sluice/sluice.h"
+#include "sluice/tls.h"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -55,20 +56,12 @@ struct auth_state {
 	enum auth_step step;
 	char *secret;              /* copy of the user's secret, or NULL */
 	uint8_t salt[4];           /* md5 challenge */
+	uint8_t cbind[SCRAM_MAX_CBIND_LEN]; /* tls-server-end-point data, if TLS */
+	size_t cbind_len;
 	struct scram_server scram;
 };
 
 /* ---- files ----------------------------------------------------------- */
-
-/* A relative path is taken from the directory of the config file. */
-static void resolve(const struct config *cfg, const char *path, char *out, size_t len)
-{
-	const char *slash = cfg->filename ? strrchr(cfg->filename, '/') : NULL;
-	if (path[0] == '/' || !slash)
-		snprintf(out, len, "%s", path);
-	else
-		snprintf(out, len, "%.*s/%s", (int)(slash - cfg->filename), cfg->filename, path);
-}
 
 int auth_files_load(const struct config *cfg, struct auth_files *out, char *err, size_t errlen)
 {
@@ -76,13 +69,13 @@ int auth_files_load(const struct config *cfg, struct auth_files *out, char *err,
 
 	memset(out, 0, sizeof(*out));
 	if (cfg->auth_file && cfg->auth_file[0]) {
-		resolve(cfg, cfg->auth_file, path, sizeof(path));
+		config_resolve_path(cfg, cfg->auth_file, path, sizeof(path));
 		out->authfile = authfile_load(path, err, errlen);
 		if (!out->authfile)
 			return -1;
 	}
 	if (cfg->auth_hba_file && cfg->auth_hba_file[0]) {
-		resolve(cfg, cfg->auth_hba_file, path, sizeof(path));
+		config_resolve_path(cfg, cfg->auth_hba_file, path, sizeof(path));
 		out->hba = hba_load(path, err, errlen);
 		if (!out->hba) {
 			auth_files_free(out);
@@ -187,7 +180,7 @@ static enum hba_method configured_method(struct client *c, int *line)
 		return HBA_REJECT;
 	struct hba_request req = {
 		.is_unix = c->is_unix,
-		.is_tls = false,
+		.is_tls = c->conn.ssl != NULL,
 		.addr = c->is_unix ? NULL : (const struct sockaddr *)&c->peer,
 		.database = c->dbname,
 		.user = c->username,
@@ -217,8 +210,16 @@ enum auth_result auth_start(struct client *c)
 			return AUTH_OK;
 		snprintf(msg, sizeof(msg), "peer authentication failed for user \"%s\"", c->username);
 		return fail_with(c, "28000", msg);
-	case HBA_CERT:
-		return fail_with(c, "28000", "certificate authentication requires a TLS connection");
+	case HBA_CERT: {
+		char cn[256];
+		if (!c->conn.ssl)
+			return fail_with(c, "28000", "certificate authentication requires a TLS connection");
+		if (tls_peer_cn(c->conn.ssl, cn, sizeof(cn)) && strcmp(cn, c->username) == 0)
+			return AUTH_OK;
+		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\"",
+			 c->username);
+		return fail_with(c, "28000", msg);
+	}
 	default:
 		break;
 	}
@@ -244,8 +245,9 @@ enum auth_result auth_start(struct client *c)
 		break;
 	default: /* HBA_SCRAM */
 		a->step = STEP_SASL_INIT;
-		write_request(c, AUTH_REQ_SASL, scram_server_mechanisms(false),
-			      scram_server_mechanisms_len(false));
+		a->cbind_len = c->conn.ssl ? tls_cbind_data(c->conn.ssl, a->cbind, sizeof(a->cbind)) : 0;
+		write_request(c, AUTH_REQ_SASL, scram_server_mechanisms(a->cbind_len > 0),
+			      scram_server_mechanisms_len(a->cbind_len > 0));
 		break;
 	}
 	return AUTH_CONTINUE;
@@ -316,9 +318,10 @@ static enum auth_result sasl_init(struct client *c, const uint8_t *body, uint32_
 						  SCRAM_DEFAULT_ITERATIONS, &secret);
 	}
 	if (have)
-		scram_server_init(&a->scram, &secret, NULL, 0);
+		scram_server_init(&a->scram, &secret, a->cbind_len ? a->cbind : NULL, a->cbind_len);
 	else
-		scram_server_init_mock(&a->scram, c->username, NULL, 0);
+		scram_server_init_mock(&a->scram, c->username, a->cbind_len ? a->cbind : NULL,
+				       a->cbind_len);
 	OPENSSL_cleanse(&secret, sizeof(secret));
 
 	int n = scram_server_first(&a->scram, mech, data, (size_t)dlen, out, sizeof(out));

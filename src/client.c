@@ -22,6 +22,7 @@
 #include "sluice/proto.h"
 #include "sluice/server.h"
 #include "sluice/sluice.h"
+#include "sluice/tls.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -96,6 +97,10 @@ static void client_on_closed(struct conn *conn)
 {
 	struct client *c = container_of(conn, struct client, conn);
 
+	if (conn->ssl) {
+		SSL_free(conn->ssl);   /* a client's session is ours, not libpq's */
+		conn->ssl = NULL;
+	}
 	close(conn->fd);
 	auth_state_free(c);
 	c->ctx->n_clients--;
@@ -231,6 +236,13 @@ static bool client_startup(struct client *c, const struct startup *st)
 		client_fail(c, "53300", "no more connections allowed (max_client_conn)");
 		return false;
 	}
+	/* require and verify-*: TCP clients must have switched to TLS. */
+	if (cfg->client_tls_sslmode >= CLIENT_SSL_REQUIRE && !c->conn.ssl && !c->is_unix) {
+		client_fail(c, "28000", "SSL required: this server accepts only TLS connections "
+					"(client_tls_sslmode = %s)",
+			    cfg->client_tls_sslmode == CLIENT_SSL_REQUIRE ? "require" : "verify");
+		return false;
+	}
 	const char *user = proto_startup_get(st, "user");
 	if (!user || !user[0]) {
 		client_fail(c, "28000", "no PostgreSQL user name specified in startup packet");
@@ -284,7 +296,8 @@ static bool client_startup(struct client *c, const struct startup *st)
 	if ((st->version & 0xffff) != 0 || nunknown)
 		pktbuf_write_NegotiateProtocolVersion(&c->conn.out, PROTO_VERSION_3_0, unknown, nunknown);
 	if (cfg->log_connections)
-		clog(LOG_INFO, c, "login attempt: db=%s user=%s tls=no", c->dbname, c->username);
+		clog(LOG_INFO, c, "login attempt: db=%s user=%s tls=%s", c->dbname, c->username,
+		     c->conn.ssl ? tls_version(c->conn.ssl) : "no");
 	switch (auth_start(c)) {
 	case AUTH_FAILED:
 		return false;
@@ -357,6 +370,44 @@ void client_finish_login(struct client *c)
 	conn_send_out(&c->conn);
 }
 
+/*
+ * SSLRequest: answer 'S' and start the handshake when TLS is configured,
+ * else 'N'.  Bytes the client sent after the request, before our answer,
+ * would be plaintext smuggled into the TLS session (CVE-2021-23214): refused.
+ */
+static enum pkt_action ssl_request(struct client *c, uint32_t len)
+{
+	SSL_CTX *ctx = c->ctx->client_tls;
+
+	if (c->conn.ssl) {
+		client_fail(c, "08P01", "SSL request received on an encrypted connection");
+		return PKT_CLOSED;
+	}
+	if (!ctx) {
+		pktbuf_put_byte(&c->conn.out, 'N');
+		conn_send_out(&c->conn);
+		return PKT_SKIP;
+	}
+	if (c->conn.end - c->conn.scan != len) {
+		client_fail(c, "08P01", "received unencrypted data after SSL request");
+		return PKT_CLOSED;
+	}
+	SSL *ssl = tls_session_new(ctx, c->conn.fd);
+	if (!ssl) {
+		client_fail(c, "XX000", "could not start a TLS session");
+		return PKT_CLOSED;
+	}
+	pktbuf_put_byte(&c->conn.out, 'S');
+	conn_send_out(&c->conn);
+	if (pktbuf_pending(&c->conn.out) || c->conn.closing) {
+		SSL_free(ssl);
+		client_close(c, "could not answer the SSL request");
+		return PKT_CLOSED;
+	}
+	conn_start_tls(&c->conn, ssl);
+	return PKT_SKIP;
+}
+
 static enum pkt_action login_packet(struct client *c, uint32_t len, const uint8_t *pkt,
 				    uint32_t avail)
 {
@@ -372,8 +423,9 @@ static enum pkt_action login_packet(struct client *c, uint32_t len, const uint8_
 	proto_parse_startup(pkt, len, &st);
 	switch (st.kind) {
 	case STARTUP_SSL:
+		return ssl_request(c, len);
 	case STARTUP_GSSENC:
-		/* No encryption offered (yet): the client may go on in plain text. */
+		/* No GSS encryption: the client may go on in plain text or TLS. */
 		pktbuf_put_byte(&c->conn.out, 'N');
 		conn_send_out(&c->conn);
 		return PKT_SKIP;

@@ -45,6 +45,10 @@
 
 static const char *const pool_mode_names[] = { "session", "transaction", "statement", NULL };
 static const char *const log_format_names[] = { "text", "json", NULL };
+static const char *const client_sslmode_names[] = { "disable", "allow", "prefer", "require",
+						    "verify-ca", "verify-full", NULL };
+static const char *const server_sslmode_names[] = { "disable", "require", "verify-ca",
+						    "verify-full", NULL };
 static const char *const auth_type_names[] = { "trust", "any", "plain", "md5", "scram-sha-256",
 						 "cert", "hba", NULL };
 
@@ -86,6 +90,21 @@ static const struct config_param params[] = {
 	ENUM_P(auth_type, auth_type_names, "trust", RELOAD,
 	       "How clients authenticate: trust, any (trust, user name ignored), plain, md5 "
 	       "(md5, or SCRAM when the stored secret is SCRAM), scram-sha-256, cert, or hba."),
+	STR_P(client_tls13_ciphers, "", RELOAD,
+	      "TLS 1.3 cipher suites offered to clients (OpenSSL syntax); empty = OpenSSL's default."),
+	STR_P(client_tls_ca_file, "", RELOAD,
+	      "CA certificates that client certificates must chain to (verify-ca, verify-full, cert)."),
+	STR_P(client_tls_cert_file, "", RELOAD,
+	      "Certificate presented to clients; required unless client_tls_sslmode is disable."),
+	STR_P(client_tls_ciphers, "HIGH:!aNULL:!MD5", RELOAD,
+	      "TLS 1.2 cipher list offered to clients (OpenSSL syntax)."),
+	STR_P(client_tls_key_file, "", RELOAD,
+	      "Private key of client_tls_cert_file."),
+	STR_P(client_tls_protocols, "secure", RELOAD,
+	      "TLS versions accepted from clients: secure (TLS 1.2 and 1.3), all, or a list "
+	      "such as tlsv1.2,tlsv1.3."),
+	ENUM_P(client_tls_sslmode, client_sslmode_names, "disable", RELOAD,
+	       "TLS towards clients: disable, allow, prefer, require, verify-ca or verify-full."),
 	INT_P(default_pool_size, 0, 100000, "20", RELOAD,
 	      "Server connections allowed per database/user pair; 0 = unlimited."),
 	LIST_P(ignore_startup_parameters, "", RELOAD,
@@ -120,6 +139,16 @@ static const struct config_param params[] = {
 	      "Query run on a server before another client may use it (session pooling); empty = none."),
 	BOOL_P(server_reset_query_always, "0", RELOAD,
 	       "Run server_reset_query in every pooling mode, not only in session pooling."),
+	STR_P(server_tls_ca_file, "", RELOAD,
+	      "CA certificates for verifying servers (libpq sslrootcert), for databases whose "
+	      "conninfo sets none."),
+	STR_P(server_tls_cert_file, "", RELOAD,
+	      "Client certificate presented to servers (libpq sslcert)."),
+	STR_P(server_tls_key_file, "", RELOAD,
+	      "Private key of server_tls_cert_file (libpq sslkey)."),
+	ENUM_P(server_tls_sslmode, server_sslmode_names, "disable", RELOAD,
+	       "TLS towards servers for databases whose conninfo sets no sslmode: disable, "
+	       "require, verify-ca or verify-full."),
 	BOOL_P(so_reuseport, "0", RESTART,
 	       "Set SO_REUSEPORT on TCP listen sockets so several processes can share the port."),
 	LIST_P(track_extra_parameters, "IntervalStyle", RELOAD,
@@ -1011,6 +1040,21 @@ static void check_auth_files(struct loadctx *ctx, const struct config *cfg,
 		report(ctx, at, "auth_type", "password authentication requires auth_file");
 }
 
+/* Offering TLS needs a certificate and its key; verifying clients needs a CA. */
+static void check_tls(struct loadctx *ctx, const struct config *cfg, const config_setting_t *root)
+{
+	const config_setting_t *m = config_setting_get_member(root, "client_tls_sslmode");
+
+	if (!m || cfg->client_tls_sslmode == CLIENT_SSL_DISABLE)
+		return;
+	if (!cfg->client_tls_cert_file[0] || !cfg->client_tls_key_file[0])
+		report(ctx, m, "client_tls_sslmode",
+		       "TLS needs client_tls_cert_file and client_tls_key_file");
+	if (cfg->client_tls_sslmode >= CLIENT_SSL_VERIFY_CA && !cfg->client_tls_ca_file[0])
+		report(ctx, m, "client_tls_sslmode",
+		       "verify-ca and verify-full need client_tls_ca_file");
+}
+
 /* ---------------------------------------------------------------------- */
 /* The root group. */
 
@@ -1053,6 +1097,7 @@ static void load_root(struct loadctx *ctx, struct config *cfg, const config_sett
 	}
 	check_auth_any(ctx, cfg, root);
 	check_auth_files(ctx, cfg, root);
+	check_tls(ctx, cfg, root);
 }
 
 /* The directory part of path ("/" for "/x"), or NULL when there is none. */
@@ -1205,6 +1250,20 @@ const struct config_user *config_find_user(const struct config *cfg, const char 
 const char *config_pool_mode_name(int mode)
 {
 	return enum_name(pool_mode_names, mode);
+}
+
+void config_resolve_path(const struct config *cfg, const char *path, char *out, size_t len)
+{
+	const char *slash = cfg->filename ? strrchr(cfg->filename, '/') : NULL;
+	if (path[0] == '/' || !slash)
+		snprintf(out, len, "%s", path);
+	else
+		snprintf(out, len, "%.*s/%s", (int)(slash - cfg->filename), cfg->filename, path);
+}
+
+const char *config_server_sslmode_name(int mode)
+{
+	return enum_name(server_sslmode_names, mode);
 }
 
 bool config_strlist_has(const struct config_strlist *l, const char *name)

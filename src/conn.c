@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -108,7 +109,9 @@ void conn_update_poll(struct conn *c)
 	if (c->closing || !c->poll)
 		return;
 	int ev = 0;
-	if (!c->stopped && !c->blocked && !c->close_after_flush)
+	if (c->tls_handshake) {
+		ev = c->tls_want;
+	} else if (!c->stopped && !c->blocked && !c->close_after_flush)
 		ev |= UV_READABLE;
 	else if (c->stopped && !c->close_after_flush)
 		/* Not reading (e.g. a client queued for a server), yet a peer
@@ -312,7 +315,7 @@ static bool make_room(struct conn *c, uint32_t n)
 /* Walk the messages at the scan point and apply the callback's decisions. */
 static void process_loop(struct conn *c)
 {
-	while (!c->closing && !c->stopped) {
+	while (!c->closing && !c->stopped && !c->tls_handshake) {
 		if (c->remaining) {
 			if (c->skip && c->sent != c->scan && !push_pending(c))
 				return;
@@ -495,6 +498,47 @@ static void conn_on_writable(struct conn *dst)
 	conn_update_poll(dst);
 }
 
+/* One step of the server side of a TLS handshake. */
+static void tls_handshake_step(struct conn *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->tls_handshake = false;
+		conn_update_poll(c);
+		/* The client may already have sent its startup packet. */
+		if (SSL_has_pending(c->ssl) || SSL_pending(c->ssl) > 0)
+			conn_on_readable(c);
+		return;
+	}
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		c->tls_want = UV_READABLE;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_want = UV_WRITABLE;
+		break;
+	default: {
+		char buf[160];
+		unsigned long e = ERR_get_error();
+		snprintf(buf, sizeof(buf), "TLS handshake failed: %s",
+			 e ? ERR_reason_error_string(e) : "connection closed");
+		ERR_clear_error();
+		c->ops->on_error(c, buf);
+		return;
+	}
+	}
+	conn_update_poll(c);
+}
+
+void conn_start_tls(struct conn *c, SSL *ssl)
+{
+	c->ssl = ssl;
+	c->tls_handshake = true;
+	c->tls_want = UV_READABLE;
+	conn_update_poll(c);
+}
+
 static void conn_poll_cb(uv_poll_t *h, int status, int events)
 {
 	struct conn *c = h->data;
@@ -503,6 +547,10 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		return;
 	if (status < 0) {
 		c->ops->on_error(c, uv_strerror(status));
+		return;
+	}
+	if (c->tls_handshake) {
+		tls_handshake_step(c);
 		return;
 	}
 	if (events & UV_WRITABLE) {

@@ -16,6 +16,7 @@
 #include "sluice/pool.h"
 #include "sluice/server.h"
 #include "sluice/sluice.h"
+#include "sluice/tls.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -140,6 +141,15 @@ static void reload(struct sluice *ctx)
 		config_free(new);
 		return;
 	}
+	SSL_CTX *tls;
+	if (tls_client_ctx_build(new, &tls, err, sizeof(err)) < 0) {
+		log_error("reload failed, keeping the running configuration:\n%s", err);
+		auth_files_free(&files);
+		config_free(new);
+		return;
+	}
+	SSL_CTX_free(ctx->client_tls);   /* live sessions keep their reference */
+	ctx->client_tls = tls;
 	auth_files_free(&ctx->auth);
 	ctx->auth = files;
 	warn_restart_only(old, new);
@@ -264,10 +274,12 @@ int main(int argc, char **argv)
 	list_init(&ctx->pools);
 	ctx->start_ms = uv_now(&loop);
 
-	if (auth_files_load(cfg, &ctx->auth, err, sizeof(err)) < 0) {
+	if (auth_files_load(cfg, &ctx->auth, err, sizeof(err)) < 0 ||
+	    tls_client_ctx_build(cfg, &ctx->client_tls, err, sizeof(err)) < 0) {
 		log_error("%s", err);
 		fprintf(stderr, "sluice: %s\n", err);
 		uv_loop_close(&loop);
+		auth_files_free(&ctx->auth);
 		config_free(cfg);
 		return 1;
 	}
@@ -276,6 +288,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice: %s\n", err);
 		uv_loop_close(&loop);
 		auth_files_free(&ctx->auth);
+		SSL_CTX_free(ctx->client_tls);
 		config_free(cfg);
 		return 1;
 	}
@@ -304,6 +317,7 @@ int main(int argc, char **argv)
 	pool_free_all(ctx);
 	log_info("shutdown complete");
 	auth_files_free(&ctx->auth);
+	SSL_CTX_free(ctx->client_tls);
 	config_free(ctx->cfg);
 	log_close();
 	return 0;

@@ -453,8 +453,22 @@ static void start_connect(struct server *s)
 	if (s->hostaddr)
 		ADD("hostaddr", s->hostaddr);
 	ADD("gssencmode", "disable");
-	if (!have_ssl)
-		ADD("sslmode", "disable");
+	/* server_tls_* are the defaults for conninfo strings that say nothing. */
+	const struct config *cfg = p->ctx->cfg;
+	if (!have_ssl) {
+		ADD("sslmode", config_server_sslmode_name(cfg->server_tls_sslmode));
+		if (cfg->server_tls_sslmode != SERVER_SSL_DISABLE) {
+			char *f[3] = {cfg->server_tls_ca_file, cfg->server_tls_cert_file,
+				      cfg->server_tls_key_file};
+			const char *k[3] = {"sslrootcert", "sslcert", "sslkey"};
+			for (int i = 0; i < 3; i++) {
+				if (!f[i][0])
+					continue;
+				config_resolve_path(cfg, f[i], s->tls_paths[i], sizeof(s->tls_paths[i]));
+				ADD(k[i], s->tls_paths[i]);
+			}
+		}
+	}
 	if (!have_fallback)
 		ADD("fallback_application_name", "sluice");
 #undef ADD

@@ -37,6 +37,24 @@ enum auth_type {
 	AUTH_TYPE_HBA = 6,   /* per connection, from auth_hba_file */
 };
 
+/* client_tls_sslmode values (PgBouncer's client-side meanings). */
+enum client_sslmode {
+	CLIENT_SSL_DISABLE = 0,  /* plain only; SSLRequest answered 'N' */
+	CLIENT_SSL_ALLOW,        /* TLS when the client asks */
+	CLIENT_SSL_PREFER,       /* same as allow on the server side */
+	CLIENT_SSL_REQUIRE,      /* plain clients refused */
+	CLIENT_SSL_VERIFY_CA,    /* TLS with a client certificate signed by client_tls_ca_file */
+	CLIENT_SSL_VERIFY_FULL,  /* same as verify-ca (the certificate names the user for cert auth) */
+};
+
+/* server_tls_sslmode values, passed to libpq (no prefer/allow: DESIGN §5.3). */
+enum server_sslmode {
+	SERVER_SSL_DISABLE = 0,
+	SERVER_SSL_REQUIRE,
+	SERVER_SSL_VERIFY_CA,
+	SERVER_SSL_VERIFY_FULL,
+};
+
 /* A list of strings (listen_addr, ignore_startup_parameters, ...). */
 struct config_strlist {
 	char **items;
@@ -92,6 +110,21 @@ struct config {
 	int auth_type;                       /* enum auth_type */
 	char *auth_file;                     /* "" = none */
 	char *auth_hba_file;                 /* "" = none */
+
+	/* TLS towards clients */
+	int client_tls_sslmode;              /* enum client_sslmode */
+	char *client_tls_cert_file;
+	char *client_tls_key_file;
+	char *client_tls_ca_file;
+	char *client_tls_protocols;
+	char *client_tls_ciphers;
+	char *client_tls13_ciphers;
+
+	/* TLS towards servers (defaults for conninfo strings without sslmode) */
+	int server_tls_sslmode;              /* enum server_sslmode */
+	char *server_tls_ca_file;
+	char *server_tls_cert_file;
+	char *server_tls_key_file;
 
 	/* logging */
 	char *logfile;                       /* "" = stderr */
@@ -155,6 +188,10 @@ const struct config_user *config_find_user(const struct config *cfg, const char 
 
 /* Names of enum values, for messages and SHOW output. */
 const char *config_pool_mode_name(int mode);
+const char *config_server_sslmode_name(int mode);
+
+/* A file setting's path: absolute as given, relative to the config file's directory. */
+void config_resolve_path(const struct config *cfg, const char *path, char *out, size_t len);
 
 /* True when name is in the list (case-insensitive, as GUC names are). */
 bool config_strlist_has(const struct config_strlist *l, const char *name);

@@ -72,7 +72,10 @@ struct conn {
 	int events;               /* mask the poll is started with, 0 = stopped */
 	const struct conn_ops *ops;
 	struct conn *peer;        /* linked peer; written by pool_link/unlink only */
-	SSL *ssl;                 /* server side: libpq's TLS session, or NULL */
+	SSL *ssl;                 /* TLS session: libpq's on a server, ours on a
+				   * client (freed by the client's owner) */
+	bool tls_handshake;       /* TLS handshake in progress (client side) */
+	int tls_want;             /* poll events the handshake waits for */
 	int ssl_retry_len;        /* SSL_write length to repeat after WANT_WRITE */
 
 	/* Input.  [sent, scan) is decided and waits for the peer; [scan, end)
@@ -103,6 +106,13 @@ int conn_init(struct conn *c, uv_loop_t *loop, int fd, const struct conn_ops *op
 /* Take over an already initialised poll handle (server after libpq login). */
 void conn_adopt_poll(struct conn *c, uv_poll_t *poll, int fd,
 		     const struct conn_ops *ops, uint32_t pkt_buf);
+
+/*
+ * Switch a connection to TLS as the server side of the handshake; the
+ * connection must have no unread input.  Processing resumes once the
+ * handshake completed; a failed handshake calls on_error.
+ */
+void conn_start_tls(struct conn *c, SSL *ssl);
 
 /* Write the generated output (c->out) as far as the socket takes it. */
 void conn_send_out(struct conn *c);

@@ -80,6 +80,7 @@ struct server {
 	bool fail_client;           /* statement mode saw a transaction start */
 	char *host;                 /* first host of the conninfo, or NULL */
 	char *port;                 /* first port of the conninfo, or NULL */
+	char tls_paths[3][512];     /* server_tls_* files, resolved, during login */
 	enum server_step step;
 	bool step_done;             /* step finished; continue from on_flushed */
 	char *step_error;           /* ErrorResponse text from an internal query */

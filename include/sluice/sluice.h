@@ -20,6 +20,7 @@ struct sluice {
 	uv_loop_t *loop;
 	struct config *cfg;            /* current config; replaced on reload */
 	struct auth_files auth;        /* auth_file and auth_hba_file contents */
+	struct ssl_ctx_st *client_tls; /* SSL_CTX for clients, NULL = no TLS */
 
 	struct listener *listeners;    /* array of n_listeners */
 	int n_listeners;

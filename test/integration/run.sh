@@ -1169,6 +1169,78 @@ EOF
     assert_int "$(grep -c '(28000)' "$SLUICE_LOG")" -ge 2 "hba: 28000 refusals logged"
 }
 
+# Client-side TLS: verify-full from psql, plaintext refused under require,
+# SCRAM with channel binding, certificate authentication, bulk data intact,
+# verify-ca demanding a client certificate.
+test_client_tls() {
+    local out ca=$PGT_CERTS/ca.crt sum_direct sum_tls
+    mkdir -p "$T_DIR/main"
+    printf '"app" "app_pw"\n"plainu" "plain_pw"\n' >"$T_DIR/main/users.txt"
+    cat >"$T_DIR/main/hba.conf" <<'EOF'
+hostssl all   app  127.0.0.1/32  cert
+hostssl all   all  127.0.0.1/32  scram-sha-256
+local   all   all                trust
+EOF
+    start_sluice main <<'EOF'
+auth_type = "hba";
+auth_file = "users.txt";
+auth_hba_file = "hba.conf";
+client_tls_sslmode = "require";
+client_tls_cert_file = "$PGT_CERTS/server.crt";
+client_tls_key_file = "$PGT_CERTS/server.key";
+client_tls_ca_file = "$PGT_CERTS/ca.crt";
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    out=$(PGPASSWORD=plain_pw psql -X -w -At "host=localhost port=$SLUICE_PORT user=plainu dbname=app sslmode=verify-full sslrootcert=$ca" -c '\conninfo' 2>&1)
+    assert_contains "$out" "SSL connection (protocol: TLSv1." "verify-full from psql"
+    out=$(PGPASSWORD=plain_pw psql -X -w -At "host=localhost port=$SLUICE_PORT user=plainu dbname=app sslmode=verify-full sslrootcert=$ca channel_binding=require" -c "SELECT 'cb-ok'" 2>&1)
+    assert_eq "cb-ok" "$out" "SCRAM-SHA-256-PLUS with channel_binding=require"
+    out=$(PGPASSWORD=plain_pw psql -X -w -At "host=127.0.0.1 port=$SLUICE_PORT user=plainu dbname=app sslmode=disable" -c "SELECT 1" 2>&1)
+    assert_contains "$out" "SSL required" "plaintext refused under require"
+    out=$(psql -X -w -At "host=localhost port=$SLUICE_PORT user=app dbname=app sslmode=verify-full sslrootcert=$ca sslcert=$PGT_CERTS/client.crt sslkey=$PGT_CERTS/client.key" -c "SELECT 'cert-ok'" 2>&1)
+    assert_eq "cert-ok" "$out" "cert auth with a client certificate for CN=app"
+    out=$(psql -X -w -At "host=localhost port=$SLUICE_PORT user=app dbname=app sslmode=require" -c "SELECT 1" 2>&1)
+    assert_contains "$out" 'certificate authentication failed for user "app"' "cert auth without a certificate"
+    out=$(psql -X -w -At -h "$SLUICE_SOCK" -p "$SLUICE_PORT" -U plainu -d app -c "SELECT 'unix-ok'" 2>&1)
+    assert_eq "unix-ok" "$out" "unix socket exempt from require"
+    sum_tls=$(PGPASSWORD=plain_pw psql -X -w -At "host=127.0.0.1 port=$SLUICE_PORT user=plainu dbname=app sslmode=require" \
+        -c "SELECT g, repeat('x', 500) FROM generate_series(1, 100000) g" | md5sum)
+    sum_direct=$(psql_direct -c "SELECT g, repeat('x', 500) FROM generate_series(1, 100000) g" | md5sum)
+    assert_eq "$sum_direct" "$sum_tls" "50 MB result over TLS"
+    stop_sluice main
+    assert_eq 0 "$SLUICE_EXIT" "exit status"
+
+    start_sluice ca <<'EOF'
+client_tls_sslmode = "verify-ca";
+client_tls_cert_file = "$PGT_CERTS/server.crt";
+client_tls_key_file = "$PGT_CERTS/server.key";
+client_tls_ca_file = "$PGT_CERTS/ca.crt";
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    out=$(psql -X -w -At "host=127.0.0.1 port=$SLUICE_PORT user=app dbname=app sslmode=require" -c "SELECT 1" 2>&1)
+    assert_ne "1" "$out" "verify-ca without a client certificate"
+    out=$(psql -X -w -At "host=127.0.0.1 port=$SLUICE_PORT user=app dbname=app sslmode=require sslcert=$PGT_CERTS/client.crt sslkey=$PGT_CERTS/client.key" -c "SELECT 'ca-ok'" 2>&1)
+    assert_eq "ca-ok" "$out" "verify-ca with a client certificate"
+}
+
+# server_tls_*: databases whose conninfo sets no sslmode use them; a conninfo
+# that sets one keeps it.
+test_server_tls_settings() {
+    local out
+    start_sluice main <<'EOF'
+server_tls_sslmode = "verify-full";
+server_tls_ca_file = "$PGT_CERTS/ca.crt";
+databases = (
+  { name = "app"; conninfo = "host=localhost port=$PGT_PORT dbname=app user=app password=app_pw"; },
+  { name = "plain"; conninfo = "host=127.0.0.1 port=$PGT_PORT dbname=app user=app password=app_pw sslmode=disable"; }
+);
+EOF
+    out=$(psql_pooler -c "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    assert_eq "t" "$out" "server_tls_sslmode = verify-full applies"
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d plain -c "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    assert_eq "f" "$out" "conninfo sslmode=disable wins"
+}
+
 all_tests() {   # test functions in the order they are defined
     grep -o '^test_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" | tr -d '()'
 }
