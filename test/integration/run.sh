@@ -1241,6 +1241,35 @@ EOF
     assert_eq "f" "$out" "conninfo sslmode=disable wins"
 }
 
+# auth_hba_file `peer`: over the unix socket the OS user must be the user
+# name (the suite runs as some OS user; any other database user is refused).
+test_client_auth_peer() {
+    local me out
+    me=$(id -un)
+    mkdir -p "$T_DIR/main"
+    printf 'local all all peer\n' >"$T_DIR/main/hba.conf"
+    start_sluice main <<'EOF'
+auth_type = "hba";
+auth_hba_file = "hba.conf";
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    out=$(psql -X -w -At -h "$SLUICE_SOCK" -p "$SLUICE_PORT" -U "$me" -d app -c "SELECT 'peer-ok'" 2>&1)
+    assert_eq "peer-ok" "$out" "peer: OS user $me as database user $me"
+    out=$(psql -X -w -At -h "$SLUICE_SOCK" -p "$SLUICE_PORT" -U "not_$me" -d app -c "SELECT 1" 2>&1)
+    assert_contains "$out" "peer authentication failed" "peer: another user name"
+    out=$(psql -X -w -At -h 127.0.0.1 -p "$SLUICE_PORT" -U "$me" -d app -c "SELECT 1" 2>&1)
+    assert_contains "$out" "no authentication rule allows" "peer: TCP has no local line"
+}
+
+# Runs last: no password used anywhere in this suite reaches a Sluice log.
+test_zz_no_passwords_in_logs() {
+    local hits
+    hits=$(find "$TMP/t" -type f \( -name 'sluice.log' -o -name stderr -o -name stdout \) \
+        -exec grep -lE 'app_pw|plain_pw|md5_pw|wrong_pw|some_pw|password=' {} + 2>/dev/null)
+    [ -z "$hits" ] || fail "passwords found in: $hits"
+    [ -n "$(find "$TMP/t" -name sluice.log -size +0 | head -n 1)" ] || fail "no Sluice logs were written"
+}
+
 all_tests() {   # test functions in the order they are defined
     grep -o '^test_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" | tr -d '()'
 }
