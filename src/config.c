@@ -135,6 +135,9 @@ static const struct config_param params[] = {
 	       "Seconds a backend connect and login may take before it is abandoned."),
 	TIME_P(server_login_retry, 0, 86400, "15", RELOAD,
 	       "Seconds to wait after a failed backend connect or login before trying again."),
+	STR_P(server_passfile, "", RELOAD,
+	      "libpq password file (host:port:db:user:password) for backend logins of "
+	      "databases that configure no password; empty = none."),
 	STR_P(server_reset_query, "DISCARD ALL", RELOAD,
 	      "Query run on a server before another client may use it (session pooling); empty = none."),
 	BOOL_P(server_reset_query_always, "0", RELOAD,
@@ -745,6 +748,8 @@ static const struct field db_fields[] = {
 	      "Database name clients connect to; \"*\" matches any name not listed."),
 	FIELD(config_db, password, CFG_STRING, NULL, 0, 0, false,
 	      "Password for the forced user."),
+	FIELD(config_db, password_env, CFG_STRING, NULL, 0, 0, false,
+	      "Environment variable holding the backend password (keeps it out of the file)."),
 	FIELD(config_db, pool_mode, CFG_ENUM, pool_mode_names, 0, 0, false,
 	      "Pool mode for this database, overriding the user's and the global one."),
 	FIELD(config_db, pool_size, CFG_INT, NULL, 0, 100000, false,
@@ -1006,6 +1011,12 @@ static void db_check(struct loadctx *ctx, void *entry, int idx, const config_set
 	if (db->user && !*db->user)
 		report_entry(ctx, &db_section, idx, grp, "user",
 			     "must not be empty (leave it out to use the client's user name)");
+	if (db->password_env && !getenv(db->password_env))
+		report_entry(ctx, &db_section, idx, grp, "password_env",
+			     "names an environment variable that is not set");
+	if (db->password_env && db->password)
+		report_entry(ctx, &db_section, idx, grp, "password_env",
+			     "give either password or password_env, not both");
 }
 
 /* auth_type "any" ignores the client's user name, so each database must say

@@ -105,7 +105,7 @@ void pool_apply_config(struct pool *pool, const struct config_db *db)
 	const struct config_user *u = config_find_user(cfg, pool->user);
 
 	set_str(&pool->conninfo, db->conninfo);
-	set_str(&pool->password, db->password);
+	set_str(&pool->password, db->password_env ? getenv(db->password_env) : db->password);
 	pool->pool_size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
 	/* A user's pool_mode wins over the database's, as in PgBouncer. */
 	if (u && u->pool_mode >= 0)

@@ -440,12 +440,18 @@ static void start_connect(struct server *s)
 		ADD("dbname", p->dbname);
 	ADD("user", p->user);
 	/* Without a configured password, a plain one from auth_file serves
-	 * for the backend too (libpq cannot log in with SCRAM keys). */
+	 * for the backend too (libpq cannot log in with SCRAM keys), and then
+	 * server_passfile. */
+	const struct config *cfg = p->ctx->cfg;
 	const char *pw = p->password;
 	if (!pw && !have_pw)
 		pw = auth_plain_password(p->ctx, p->user);
 	if (pw)
 		ADD("password", pw);
+	else if (!have_pw && cfg->server_passfile[0]) {
+		config_resolve_path(cfg, cfg->server_passfile, s->passfile, sizeof(s->passfile));
+		ADD("passfile", s->passfile);
+	}
 	if (s->host)
 		ADD("host", s->host);
 	if (s->port)
@@ -454,7 +460,6 @@ static void start_connect(struct server *s)
 		ADD("hostaddr", s->hostaddr);
 	ADD("gssencmode", "disable");
 	/* server_tls_* are the defaults for conninfo strings that say nothing. */
-	const struct config *cfg = p->ctx->cfg;
 	if (!have_ssl) {
 		ADD("sslmode", config_server_sslmode_name(cfg->server_tls_sslmode));
 		if (cfg->server_tls_sslmode != SERVER_SSL_DISABLE) {

@@ -69,6 +69,7 @@ struct config_db {
 	int pool_mode;      /* -1 = use the user's or the global pool_mode */
 	char *user;         /* forced backend user, NULL = client's user */
 	char *password;     /* password for the forced user, NULL = none */
+	char *password_env; /* environment variable holding that password, or NULL */
 	int line;           /* line in the config file, for messages */
 };
 
@@ -110,6 +111,7 @@ struct config {
 	int auth_type;                       /* enum auth_type */
 	char *auth_file;                     /* "" = none */
 	char *auth_hba_file;                 /* "" = none */
+	char *server_passfile;               /* libpq passfile for backends; "" = none */
 
 	/* TLS towards clients */
 	int client_tls_sslmode;              /* enum client_sslmode */

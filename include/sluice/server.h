@@ -81,6 +81,7 @@ struct server {
 	char *host;                 /* first host of the conninfo, or NULL */
 	char *port;                 /* first port of the conninfo, or NULL */
 	char tls_paths[3][512];     /* server_tls_* files, resolved, during login */
+	char passfile[512];         /* server_passfile, resolved, during login */
 	enum server_step step;
 	bool step_done;             /* step finished; continue from on_flushed */
 	char *step_error;           /* ErrorResponse text from an internal query */

@@ -1261,6 +1261,31 @@ EOF
     assert_contains "$out" "no authentication rule allows" "peer: TCP has no local line"
 }
 
+# Backend passwords kept out of the config file: password_env and
+# server_passfile (TCP to the cluster needs SCRAM with app's password).
+test_backend_password_sources() {
+    local out
+    mkdir -p "$T_DIR/main"
+    printf '127.0.0.1:%s:app:app:app_pw\n' "$PGT_PORT" >"$T_DIR/main/pgpass"
+    chmod 600 "$T_DIR/main/pgpass"
+    export IT_APP_PASSWORD=app_pw
+    start_sluice main <<'EOF'
+server_passfile = "pgpass";
+databases = (
+  { name = "viaenv"; conninfo = "host=127.0.0.1 port=$PGT_PORT dbname=app"; user = "app"; password_env = "IT_APP_PASSWORD"; },
+  { name = "viafile"; conninfo = "host=127.0.0.1 port=$PGT_PORT dbname=app user=app"; }
+);
+EOF
+    unset IT_APP_PASSWORD
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d viaenv -c "SELECT 'env-ok'" 2>&1)
+    assert_eq "env-ok" "$out" "password from password_env"
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d viafile -c "SELECT 'passfile-ok'" 2>&1)
+    assert_eq "passfile-ok" "$out" "password from server_passfile"
+    printf 'databases = ( { name = "x"; conninfo = ""; password_env = "IT_SURELY_UNSET_VAR"; } );\n' >"$T_DIR/bad.conf"
+    out=$("$SLUICE" --check -c "$T_DIR/bad.conf" 2>&1)
+    assert_contains "$out" "password_env: names an environment variable that is not set" "unset password_env refused"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
