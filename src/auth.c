@@ -23,6 +23,7 @@
 #include "sluice/hba.h"
 #include "sluice/log.h"
 #include "sluice/pktbuf.h"
+#include "sluice/pool.h"
 #include "sluice/proto.h"
 #include "sluice/scram.h"
 #include "sluice/sluice.h"
@@ -46,6 +47,7 @@
 #define AUTH_REQ_SASL_FIN  12
 
 enum auth_step {
+	STEP_LOOKUP,       /* waiting for auth_query to return the secret */
 	STEP_PASSWORD,     /* waiting for a PasswordMessage (cleartext) */
 	STEP_MD5,          /* waiting for a PasswordMessage (md5 answer) */
 	STEP_SASL_INIT,    /* waiting for SASLInitialResponse */
@@ -54,6 +56,7 @@ enum auth_step {
 
 struct auth_state {
 	enum auth_step step;
+	enum hba_method method;    /* password, md5 or scram */
 	char *secret;              /* copy of the user's secret, or NULL */
 	uint8_t salt[4];           /* md5 challenge */
 	uint8_t cbind[SCRAM_MAX_CBIND_LEN]; /* tls-server-end-point data, if TLS */
@@ -190,6 +193,9 @@ static enum hba_method configured_method(struct client *c, int *line)
 
 /* ---- start ---------------------------------------------------------------- */
 
+static enum auth_result start_lookup(struct client *c);
+static enum auth_result begin_exchange(struct client *c, const char *secret);
+
 enum auth_result auth_start(struct client *c)
 {
 	const struct sluice *ctx = c->ctx;
@@ -226,6 +232,46 @@ enum auth_result auth_start(struct client *c)
 
 	struct auth_state *a = xcalloc(1, sizeof(*a));
 	c->auth = a;
+	a->method = m;
+	if (!secret && ctx->cfg->auth_user[0])
+		return start_lookup(c);
+	return begin_exchange(c, secret);
+}
+
+/* Users not in auth_file: ask the database, through auth_user's pool. */
+static enum auth_result start_lookup(struct client *c)
+{
+	struct sluice *ctx = c->ctx;
+	const struct config *cfg = ctx->cfg;
+	const char *dbname = cfg->auth_dbname[0] ? cfg->auth_dbname : c->dbname;
+	const struct config_db *db = config_find_db(cfg, dbname);
+
+	if (!db)
+		return fail_with(c, "08006", "auth_dbname names no configured database");
+	c->auth->step = STEP_LOOKUP;
+	pool_request_lookup(pool_get(ctx, dbname, cfg->auth_user, db), c);
+	return c->conn.closing || c->conn.close_after_flush ? AUTH_FAILED : AUTH_CONTINUE;
+}
+
+void auth_lookup_done(struct client *c, const char *err, const char *secret)
+{
+	if (!c->auth || c->conn.closing || c->conn.close_after_flush)
+		return;
+	if (err) {
+		log_msg(LOG_WARNING, "C-%llu: auth_query failed: %s", (unsigned long long)c->id, err);
+		fail_with(c, "08006", "authentication lookup failed");
+		return;
+	}
+	if (begin_exchange(c, secret) == AUTH_CONTINUE)
+		conn_send_out(&c->conn);
+}
+
+/* Write the first request of the exchange, for a secret that may be NULL. */
+static enum auth_result begin_exchange(struct client *c, const char *secret)
+{
+	struct auth_state *a = c->auth;
+	enum hba_method m = a->method;
+
 	if (secret && secret[0])
 		a->secret = xstrdup(secret);
 	/* md5 cannot be checked against a SCRAM secret: use SCRAM (PgBouncer). */
@@ -354,6 +400,8 @@ enum auth_result auth_packet(struct client *c, const uint8_t *body, uint32_t len
 	if (!a)
 		return fail_with(c, "08P01", "unexpected password message");
 	switch (a->step) {
+	case STEP_LOOKUP:
+		return fail_with(c, "08P01", "unexpected message during authentication");
 	case STEP_PASSWORD:
 		if (!(s = body_string(body, len)))
 			return fail_with(c, "08P01", "malformed password message");

@@ -77,6 +77,7 @@ void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, const 
 	c->id = ++ctx->next_id;
 	c->state = CL_CLOSED;
 	list_init(&c->node);
+	list_init(&c->auth_node);
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->is_unix = is_unix;
 	c->connect_ms = sluice_now(ctx);
@@ -128,6 +129,7 @@ static void client_detach(struct client *c, const char *reason)
 		client_log_who(c, &who);
 		log_write(LOG_INFO, &who, kv, ARRAY_SIZE(kv), "closing client connection");
 	}
+	pool_cancel_lookup(c);
 	pool_client_gone(c);
 	pool_client_set_state(c, CL_CLOSED);
 }

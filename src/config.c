@@ -82,14 +82,26 @@ static const char *const sslmode_allowed[] = {
 #define OCT_P(f, min, max, def, rl, help)   ROW(f, CFG_OCTAL, NULL, min, max, def, rl, help)
 
 static const struct config_param params[] = {
+	STR_P(auth_dbname, "", RELOAD,
+	      "Database (a name from `databases`) whose backend runs auth_query; empty = the "
+	      "database the client asked for."),
 	STR_P(auth_file, "", RELOAD,
 	      "File with user names and secrets (PgBouncer's userlist.txt format: plain, "
 	      "md5 or SCRAM-SHA-256 secrets); empty = none."),
 	STR_P(auth_hba_file, "", RELOAD,
 	      "pg_hba.conf-style rules used when auth_type is hba; empty = none."),
+	STR_P(auth_query,
+	      "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
+	      "FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin",
+	      RELOAD,
+	      "Query that returns (user name, secret) for $1; run as auth_user for users not "
+	      "in auth_file."),
 	ENUM_P(auth_type, auth_type_names, "trust", RELOAD,
 	       "How clients authenticate: trust, any (trust, user name ignored), plain, md5 "
 	       "(md5, or SCRAM when the stored secret is SCRAM), scram-sha-256, cert, or hba."),
+	STR_P(auth_user, "", RELOAD,
+	      "User whose pooled backend connection runs auth_query to fetch secrets of users "
+	      "not in auth_file; empty = no lookups."),
 	STR_P(client_tls13_ciphers, "", RELOAD,
 	      "TLS 1.3 cipher suites offered to clients (OpenSSL syntax); empty = OpenSSL's default."),
 	STR_P(client_tls_ca_file, "", RELOAD,
@@ -1047,8 +1059,8 @@ static void check_auth_files(struct loadctx *ctx, const struct config *cfg,
 	if (t == AUTH_TYPE_HBA && !cfg->auth_hba_file[0])
 		report(ctx, at, "auth_type", "auth_type \"hba\" requires auth_hba_file");
 	if ((t == AUTH_TYPE_PLAIN || t == AUTH_TYPE_MD5 || t == AUTH_TYPE_SCRAM) &&
-	    !cfg->auth_file[0])
-		report(ctx, at, "auth_type", "password authentication requires auth_file");
+	    !cfg->auth_file[0] && !cfg->auth_user[0])
+		report(ctx, at, "auth_type", "password authentication requires auth_file or auth_user");
 }
 
 /* Offering TLS needs a certificate and its key; verifying clients needs a CA. */

@@ -138,6 +138,7 @@ struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
 	statlist_init(&p->sv_active);
 	statlist_init(&p->sv_used);
 	statlist_init(&p->sv_tested);
+	statlist_init(&p->auth_waiting);
 	pool_apply_config(p, db);
 	list_insert_before(&ctx->pools, &p->node);
 	log_debug("new pool %s/%s (size %d, %s mode)", dbname, user, p->pool_size,
@@ -227,7 +228,8 @@ void pool_launch_if_needed(struct pool *pool)
 {
 	if (pool->ctx->shutting_down || pool_in_retry_backoff(pool))
 		return;
-	int want = statlist_count(&pool->cl_waiting) + statlist_count(&pool->cl_login);
+	int want = statlist_count(&pool->cl_waiting) + statlist_count(&pool->cl_login) +
+		   statlist_count(&pool->auth_waiting);
 	/* The first login teaches the pool its parameters: one is enough. */
 	if (!pool->have_welcome && want > 0)
 		want = 1;
@@ -256,6 +258,35 @@ bool pool_request_server(struct client *c)
 	return false;
 }
 
+void pool_request_lookup(struct pool *pool, struct client *c)
+{
+	struct list *e = statlist_last(&pool->sv_idle);
+
+	c->auth_pool = pool;
+	if (e) {
+		server_start_auth_query(container_of(e, struct server, node), c);
+		return;
+	}
+	if (pool_in_retry_backoff(pool)) {
+		client_fail(c, "08006", "authentication lookup failed: %s",
+			    pool->last_error ? pool->last_error : "server login failed");
+		return;
+	}
+	statlist_append(&pool->auth_waiting, &c->auth_node);
+	pool_launch_if_needed(pool);
+}
+
+void pool_cancel_lookup(struct client *c)
+{
+	if (c->auth_server) {
+		c->auth_server->auth_client = NULL;
+		c->auth_server = NULL;
+	} else if (c->auth_pool && !list_unlinked(&c->auth_node)) {
+		statlist_remove(&c->auth_pool->auth_waiting, &c->auth_node);
+	}
+	c->auth_pool = NULL;
+}
+
 void pool_client_login(struct client *c)
 {
 	struct pool *p = c->pool;
@@ -281,6 +312,15 @@ void pool_server_ready(struct server *s)
 	s->step = STEP_NONE;
 	if (s->dirty || p->ctx->shutting_down) {
 		server_close(s, s->dirty ? "server is not clean" : "shutting down");
+		return;
+	}
+	/* Secret lookups first: they hold up a whole login. */
+	e = statlist_first(&p->auth_waiting);
+	if (e) {
+		struct client *c = container_of(e, struct client, auth_node);
+		statlist_remove(&p->auth_waiting, e);
+		conn_resume(&s->conn);
+		server_start_auth_query(s, c);
 		return;
 	}
 	e = statlist_first(&p->cl_waiting);
@@ -359,6 +399,10 @@ void pool_server_login_failed(struct server *s, const char *sqlstate, const char
 	statlist_for_each_safe(it, tmp, &p->cl_login) {
 		struct client *c = container_of(it, struct client, node);
 		fail_with_last_error(c);
+	}
+	statlist_for_each_safe(it, tmp, &p->auth_waiting) {
+		struct client *c = container_of(it, struct client, auth_node);
+		client_fail(c, "08006", "authentication lookup failed: %s", msg);
 	}
 	/* Waiting clients can only be served by a server that exists. */
 	if (pool_server_count(p) == 0) {

@@ -85,6 +85,10 @@ static void server_free(struct server *s)
 	free(s->host);
 	free(s->port);
 	free(s->step_error);
+	if (s->auth_secret) {
+		explicit_bzero(s->auth_secret, strlen(s->auth_secret));
+		free(s->auth_secret);
+	}
 	ctx->n_servers--;
 	free(s);
 }
@@ -132,6 +136,13 @@ void server_close(struct server *s, const char *reason)
 		struct client *c = s->client;
 		pool_unlink(c, s);
 		client_fail(c, "08006", "server connection lost: %s", reason);
+	}
+	if (s->auth_client) {
+		struct client *c = s->auth_client;
+		s->auth_client = NULL;
+		c->auth_server = NULL;
+		c->auth_pool = NULL;
+		client_fail(c, "08006", "authentication lookup failed: %s", reason);
 	}
 	pool_server_set_state(s, SV_CLOSED);
 
@@ -600,7 +611,7 @@ void server_check_login_timeout(struct server *s, uint64_t now)
 
 /* ---- internal queries -------------------------------------------------- */
 
-static void start_query(struct server *s, enum server_step step, const char *sql)
+static void step_begin(struct server *s, enum server_step step)
 {
 	s->step = step;
 	s->step_done = false;
@@ -609,11 +620,80 @@ static void start_query(struct server *s, enum server_step step, const char *sql
 	s->step_sqlstate[0] = 0;
 	if (step != STEP_SETVARS)
 		pool_server_set_state(s, SV_TESTED);
-	pktbuf_write_Query(&s->conn.out, sql);
-	/* Responses are read by the step handlers; nothing else is buffered. */
+}
+
+/* Responses are read by the step handlers; nothing else is buffered. */
+static void step_send(struct server *s)
+{
 	s->conn.stopped = false;
 	s->conn.notify_flushed = false;
 	conn_send_out(&s->conn);
+}
+
+static void start_query(struct server *s, enum server_step step, const char *sql)
+{
+	step_begin(s, step);
+	pktbuf_write_Query(&s->conn.out, sql);
+	step_send(s);
+}
+
+/*
+ * auth_query through the extended protocol, the user name bound as $1 (never
+ * spliced into SQL): Parse, Bind, Execute, Sync on the unnamed statement.
+ */
+void server_start_auth_query(struct server *s, struct client *c)
+{
+	struct pktbuf *out = &s->conn.out;
+	const char *user = c->username;
+
+	step_begin(s, STEP_AUTH_QUERY);
+	s->auth_client = c;
+	c->auth_server = s;
+	pktbuf_start(out, PQ_MSG_PARSE);
+	pktbuf_put_string(out, "");
+	pktbuf_put_string(out, server_ctx(s)->cfg->auth_query);
+	pktbuf_put_int16(out, 0);
+	pktbuf_finish(out);
+	pktbuf_start(out, PQ_MSG_BIND);
+	pktbuf_put_string(out, "");
+	pktbuf_put_string(out, "");
+	pktbuf_put_int16(out, 0);                  /* parameters in text */
+	pktbuf_put_int16(out, 1);
+	pktbuf_put_int32(out, (uint32_t)strlen(user));
+	pktbuf_put_bytes(out, user, strlen(user));
+	pktbuf_put_int16(out, 0);                  /* results in text */
+	pktbuf_finish(out);
+	pktbuf_start(out, PQ_MSG_EXECUTE);
+	pktbuf_put_string(out, "");
+	pktbuf_put_int32(out, 0);
+	pktbuf_finish(out);
+	pktbuf_start(out, PQ_MSG_SYNC);
+	pktbuf_finish(out);
+	step_send(s);
+}
+
+/* The second column of the first DataRow of auth_query: the secret. */
+static void auth_row(struct server *s, const uint8_t *body, uint32_t len)
+{
+	uint32_t pos = 2;
+	if (s->auth_secret || len < 2 || proto_get16(body) < 2)
+		return;
+	for (int col = 0; col < 2; col++) {
+		if (pos + 4 > len)
+			return;
+		int32_t n = (int32_t)proto_get32(body + pos);
+		pos += 4;
+		if (n < 0) {
+			if (col == 1)
+				return;   /* NULL secret: expired or no password */
+			continue;
+		}
+		if ((uint32_t)n > len - pos)
+			return;
+		if (col == 1)
+			s->auth_secret = strndup((const char *)body + pos, (size_t)n);
+		pos += (uint32_t)n;
+	}
 }
 
 void server_start_step(struct server *s, enum server_step step)
@@ -676,6 +756,23 @@ static void step_finished(struct server *s)
 			pool_server_ready(s);
 		}
 		break;
+	case STEP_AUTH_QUERY: {
+		struct client *ac = s->auth_client;
+		char *secret = s->auth_secret;
+		s->auth_client = NULL;
+		s->auth_secret = NULL;
+		if (ac) {
+			ac->auth_server = NULL;
+			ac->auth_pool = NULL;
+			auth_lookup_done(ac, err, secret);
+		}
+		if (secret) {
+			explicit_bzero(secret, strlen(secret));
+			free(secret);
+		}
+		pool_server_ready(s);
+		break;
+	}
 	case STEP_NONE:
 		break;
 	}
@@ -713,6 +810,13 @@ static enum pkt_action step_packet(struct server *s, uint8_t type, uint32_t len,
 		s->tx_status = len == 1 ? (char)body[0] : 'E';
 		s->step_done = true;
 		return PKT_SKIP_STOP;
+	case PQ_MSG_DATA_ROW:
+		if (s->step != STEP_AUTH_QUERY)
+			return PKT_SKIP;
+		if (avail < len)
+			return PKT_NEED_BODY;
+		auth_row(s, body, len);
+		return PKT_SKIP;
 	default:
 		return PKT_SKIP;
 	}

@@ -41,6 +41,13 @@ enum auth_result auth_start(struct client *c);
 /* Handle a PasswordMessage / SASLInitialResponse / SASLResponse body. */
 enum auth_result auth_packet(struct client *c, const uint8_t *body, uint32_t len);
 
+/*
+ * The auth_query lookup for a client finished: err is the server's error
+ * message (NULL on success), secret the user's secret (NULL when the user
+ * is unknown, expired or has no password).  Continues or fails the login.
+ */
+void auth_lookup_done(struct client *c, const char *err, const char *secret);
+
 /* Release the exchange state (wiping secrets). */
 void auth_state_free(struct client *c);
 

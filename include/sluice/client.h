@@ -58,6 +58,9 @@ struct client {
 	struct sockaddr_storage peer;  /* client address (TCP) */
 	bool is_unix;
 	struct auth_state *auth;   /* exchange state while logging in, or NULL */
+	struct list auth_node;     /* on auth_pool->auth_waiting while queued */
+	struct pool *auth_pool;    /* pool running this client's auth_query */
+	struct server *auth_server; /* server running it right now, or NULL */
 	bool over_limit;           /* accepted over max_client_conn: refuse */
 	uint64_t connect_ms;
 	const char *close_reason;

@@ -112,6 +112,9 @@ struct config {
 	char *auth_file;                     /* "" = none */
 	char *auth_hba_file;                 /* "" = none */
 	char *server_passfile;               /* libpq passfile for backends; "" = none */
+	char *auth_user;                     /* user running auth_query; "" = off */
+	char *auth_query;                    /* $1 = user name; returns name, secret */
+	char *auth_dbname;                   /* database entry for the lookup; "" = client's */
 
 	/* TLS towards clients */
 	int client_tls_sslmode;              /* enum client_sslmode */

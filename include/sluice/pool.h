@@ -36,6 +36,8 @@ struct pool {
 	struct statlist sv_active;  /* SV_ACTIVE */
 	struct statlist sv_used;    /* SV_USED */
 	struct statlist sv_tested;  /* SV_TESTED */
+	struct statlist auth_waiting; /* clients of other pools waiting for this
+				       * pool to run their auth_query (auth_node) */
 
 	struct varlist welcome;     /* ParameterStatus of the first login */
 	bool have_welcome;
@@ -71,6 +73,12 @@ bool pool_request_server(struct client *c);
 
 /* A client finished its startup: greet it now or once parameters are known. */
 void pool_client_login(struct client *c);
+
+/* Queue an auth_query lookup for a logging-in client on this pool. */
+void pool_request_lookup(struct pool *pool, struct client *c);
+
+/* Forget a client's pending lookup (it is going away). */
+void pool_cancel_lookup(struct client *c);
 
 /* A server is clean and unlinked: hand it to a waiting client, or idle it. */
 void pool_server_ready(struct server *s);

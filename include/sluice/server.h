@@ -44,6 +44,7 @@ enum server_step {
 	STEP_SETVARS,   /* bring tracked settings in line with the client */
 	STEP_ROLLBACK,  /* client left inside a transaction */
 	STEP_RESET,     /* server_reset_query */
+	STEP_AUTH_QUERY, /* auth_query for a logging-in client (auth_client) */
 };
 
 /*
@@ -86,6 +87,8 @@ struct server {
 	bool step_done;             /* step finished; continue from on_flushed */
 	char *step_error;           /* ErrorResponse text from an internal query */
 	char step_sqlstate[6];
+	struct client *auth_client; /* STEP_AUTH_QUERY: whose secret is looked up */
+	char *auth_secret;          /* STEP_AUTH_QUERY: the secret found, or NULL */
 	uint64_t connect_ms;
 	uint64_t last_used_ms;
 };
@@ -100,6 +103,9 @@ void server_close(struct server *s, const char *reason);
 
 /* Run an internal query; the step machine continues when it finished. */
 void server_start_step(struct server *s, enum server_step step);
+
+/* Run auth_query for a logging-in client on this (unlinked) server. */
+void server_start_auth_query(struct server *s, struct client *c);
 
 /* After a client is linked: align settings; true if the client must wait. */
 bool server_prepare_for_client(struct server *s);

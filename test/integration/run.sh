@@ -1286,6 +1286,39 @@ EOF
     assert_contains "$out" "password_env: names an environment variable that is not set" "unset password_env refused"
 }
 
+# auth_query through auth_user's pooled connection: secrets come from
+# pg_authid; an expired role and an unknown user fail alike; a user name
+# shaped like SQL injection is only ever a bound parameter.
+test_auth_query() {
+    local out n
+    psql_direct -d postgres -c "DROP ROLE IF EXISTS it_expired" -c \
+        "CREATE ROLE it_expired LOGIN PASSWORD 'exp_pw' VALID UNTIL '2000-01-01'" >/dev/null
+    start_sluice main <<'EOF'
+auth_type = "scram-sha-256";
+auth_user = "postgres";
+auth_dbname = "postgres";
+databases = (
+  { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; },
+  { name = "postgres"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=postgres"; }
+);
+EOF
+    assert_eq "app:ok" "$(login_as app app_pw)" "auth_query: right password"
+    out=$(login_as app wrong_pw)
+    assert_contains "$out" 'password authentication failed for user "app"' "auth_query: wrong password"
+    out=$(login_as it_expired exp_pw)
+    assert_contains "$out" 'password authentication failed for user "it_expired"' "auth_query: expired role"
+    out=$(login_as nosuchuser some_pw)
+    assert_contains "$out" 'password authentication failed for user "nosuchuser"' "auth_query: unknown user"
+    out=$(login_as "x'; DROP ROLE app; --" some_pw)
+    assert_contains "$out" "password authentication failed" "auth_query: injection-shaped user name"
+    n=$(psql_direct -d postgres -c "SELECT count(*) FROM pg_roles WHERE rolname = 'app'")
+    assert_eq 1 "$n" "role app still exists"
+    # Lookups ran on one pooled backend of postgres/postgres, not one per login.
+    n=$(psql_direct -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename = 'postgres' AND datname = 'postgres' AND pid <> pg_backend_pid()")
+    assert_eq 1 "$n" "auth_user pool backends"
+    psql_direct -d postgres -c "DROP ROLE it_expired" >/dev/null
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits

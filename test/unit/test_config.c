@@ -105,7 +105,7 @@ START_TEST(test_table_sorted_and_complete)
 	size_t n;
 	const struct config_param *p = config_params(&n);
 
-	ck_assert_uint_eq(n, 36);
+	ck_assert_uint_eq(n, 39);
 	for (size_t i = 0; i < n; i++) {
 		ck_assert_ptr_nonnull(p[i].def);
 		ck_assert_msg(p[i].help && strlen(p[i].help) > 10, "%s has no help", p[i].name);
@@ -518,7 +518,7 @@ static const struct {
 	{ "logfile = 1;", "logfile: wrong type: expected a string, got an integer" },
 	{ "logfile = [\"a\"];", "logfile: wrong type: expected a string, got an array" },
 	{ "auth_type = \"pam\";", "auth_type: \"pam\" is not one of: trust, any, plain, md5, scram-sha-256, cert, hba" },
-	{ "auth_type = \"md5\";", "auth_type: password authentication requires auth_file" },
+	{ "auth_type = \"md5\";", "auth_type: password authentication requires auth_file or auth_user" },
 	{ "auth_type = \"hba\";", "auth_type: auth_type \"hba\" requires auth_hba_file" },
 	{ "client_tls_sslmode = \"require\";", "client_tls_sslmode: TLS needs client_tls_cert_file and client_tls_key_file" },
 	{ "client_tls_sslmode = \"bogus\";", "client_tls_sslmode: \"bogus\" is not one of: disable, allow, prefer, require, verify-ca, verify-full" },
