@@ -1319,6 +1319,70 @@ EOF
     psql_direct -d postgres -c "DROP ROLE it_expired" >/dev/null
 }
 
+# hostssl-only rules refuse plaintext; new certificates take effect on reload
+# while connections made with the old ones keep working.
+test_client_tls_reload_and_hostssl() {
+    local out old_ca=$PGT_CERTS/ca.crt new=$T_DIR/newcerts held
+    mkdir -p "$T_DIR/main"
+    cp "$PGT_CERTS/server.crt" "$T_DIR/main/server.crt"
+    cp "$PGT_CERTS/server.key" "$T_DIR/main/server.key"
+    printf '"app" "app_pw"\n' >"$T_DIR/main/users.txt"
+    printf 'hostssl all all 127.0.0.1/32 scram-sha-256\n' >"$T_DIR/main/hba.conf"
+    start_sluice main <<'EOF'
+auth_type = "hba";
+auth_file = "users.txt";
+auth_hba_file = "hba.conf";
+client_tls_sslmode = "prefer";
+client_tls_cert_file = "server.crt";
+client_tls_key_file = "server.key";
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    out=$(PGPASSWORD=app_pw psql -X -w -At "host=127.0.0.1 port=$SLUICE_PORT user=app dbname=app sslmode=disable" -c "SELECT 1" 2>&1)
+    assert_contains "$out" "no authentication rule allows" "hostssl-only rules refuse plaintext"
+    # A client that stays connected across the reload.
+    held=$T_DIR/held.out
+    ( printf 'SELECT %s;\n' "'before'"; sleep 3; printf 'SELECT %s;\n' "'after'" ) |
+        PGPASSWORD=app_pw psql -X -w -At "host=localhost port=$SLUICE_PORT user=app dbname=app sslmode=verify-full sslrootcert=$old_ca" >"$held" 2>&1 &
+    bg_track $!
+    wait_until 10 grep -q before "$held" || fail "held client did not connect"
+    "$ROOT/scripts/gen-test-certs.sh" "$new" >/dev/null 2>&1 || fail "gen-test-certs.sh failed"
+    cp "$new/server.crt" "$T_DIR/main/server.crt"
+    cp "$new/server.key" "$T_DIR/main/server.key"
+    kill -HUP "$SLUICE_PID"
+    sleep 0.5
+    out=$(PGPASSWORD=app_pw psql -X -w -At "host=localhost port=$SLUICE_PORT user=app dbname=app sslmode=verify-full sslrootcert=$new/ca.crt" -c "SELECT 'new-cert'" 2>&1)
+    assert_eq "new-cert" "$out" "new certificate after reload"
+    out=$(PGPASSWORD=app_pw psql -X -w -At "host=localhost port=$SLUICE_PORT user=app dbname=app sslmode=verify-full sslrootcert=$old_ca" -c "SELECT 1" 2>&1)
+    assert_contains "$out" "certificate verify failed" "old CA no longer matches"
+    wait_until 10 grep -q after "$held" || fail "held client lost its connection across the reload: $(cat "$held")"
+    # A broken certificate file on reload keeps the running context.
+    printf 'garbage\n' >"$T_DIR/main/server.crt"
+    kill -HUP "$SLUICE_PID"
+    sleep 0.5
+    out=$(PGPASSWORD=app_pw psql -X -w -At "host=localhost port=$SLUICE_PORT user=app dbname=app sslmode=verify-full sslrootcert=$new/ca.crt" -c "SELECT 'kept'" 2>&1)
+    assert_eq "kept" "$out" "broken certificate on reload keeps the old one"
+    grep -q "reload failed" "$SLUICE_LOG" || fail "no 'reload failed' in the log"
+}
+
+# auth_file is re-read on SIGHUP: a changed password applies to new logins.
+test_auth_file_reload() {
+    local out
+    mkdir -p "$T_DIR/main"
+    printf '"app" "first_pw"\n' >"$T_DIR/main/users.txt"
+    start_sluice main <<'EOF'
+auth_type = "md5";
+auth_file = "users.txt";
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    assert_eq "app:ok" "$(login_as app first_pw)" "password before reload"
+    printf '"app" "second_pw"\n' >"$T_DIR/main/users.txt"
+    kill -HUP "$SLUICE_PID"
+    wait_until 5 grep -q "configuration reloaded" "$SLUICE_LOG" || fail "reload not logged"
+    assert_eq "app:ok" "$(login_as app second_pw)" "new password after reload"
+    out=$(login_as app first_pw)
+    assert_contains "$out" "password authentication failed" "old password after reload"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
