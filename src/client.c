@@ -16,6 +16,7 @@
  */
 #include "sluice/client.h"
 #include "sluice/auth.h"
+#include "sluice/cancel.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
@@ -129,6 +130,7 @@ static void client_detach(struct client *c, const char *reason)
 		client_log_who(c, &who);
 		log_write(LOG_INFO, &who, kv, ARRAY_SIZE(kv), "closing client connection");
 	}
+	cancel_unregister(c->ctx, c);
 	pool_cancel_lookup(c);
 	pool_client_gone(c);
 	pool_client_set_state(c, CL_CLOSED);
@@ -361,11 +363,7 @@ void client_finish_login(struct client *c)
 		const char *mine = vars_get(&c->vars, w->name);
 		pktbuf_write_ParameterStatus(out, w->name, mine ? mine : w->value);
 	}
-	uint32_t rnd[2] = {0, 0};
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		rnd[0] = (uint32_t)c->id;
-	c->cancel_pid = rnd[0] & 0x7fffffff; /* a pid is positive */
-	c->cancel_key = rnd[1];
+	cancel_register(c->ctx, c);
 	pktbuf_write_BackendKeyData(out, c->cancel_pid, c->cancel_key);
 	pktbuf_write_ReadyForQuery(out, 'I');
 	pool_client_set_state(c, CL_ACTIVE);
@@ -432,6 +430,7 @@ static enum pkt_action login_packet(struct client *c, uint32_t len, const uint8_
 		conn_send_out(&c->conn);
 		return PKT_SKIP;
 	case STARTUP_CANCEL:
+		cancel_request(c->ctx, st.cancel_pid, st.cancel_key);
 		client_close(c, "cancel request");
 		return PKT_CLOSED;
 	case STARTUP_MESSAGE:

@@ -102,6 +102,9 @@ static const struct config_param params[] = {
 	STR_P(auth_user, "", RELOAD,
 	      "User whose pooled backend connection runs auth_query to fetch secrets of users "
 	      "not in auth_file; empty = no lookups."),
+	TIME_P(cancel_wait_timeout, 0.1, 86400, "10", RELOAD,
+	       "Seconds a forwarded cancel request may take before it is abandoned (its "
+	       "server is held back from other clients meanwhile)."),
 	STR_P(client_tls13_ciphers, "", RELOAD,
 	      "TLS 1.3 cipher suites offered to clients (OpenSSL syntax); empty = OpenSSL's default."),
 	STR_P(client_tls_ca_file, "", RELOAD,

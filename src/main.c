@@ -99,6 +99,7 @@ static void shutdown_now(struct sluice *ctx, const char *why)
 		close_server_list(&p->sv_used);
 		close_server_list(&p->sv_tested);
 	}
+	cancel_close_all(ctx);
 	uv_timer_stop(&ctx->janitor);
 	uv_close((uv_handle_t *)&ctx->janitor, NULL);
 	uv_close((uv_handle_t *)&ctx->sig_int, NULL);
@@ -184,6 +185,7 @@ static void janitor_cb(uv_timer_t *t)
 {
 	struct sluice *ctx = t->data;
 	pool_janitor(ctx);
+	cancel_janitor(ctx, sluice_now(ctx));
 	listener_resume_all(ctx, sluice_now(ctx));
 }
 
@@ -271,6 +273,7 @@ int main(int argc, char **argv)
 	ctx->cfg = cfg;
 	statlist_init(&ctx->login_clients);
 	statlist_init(&ctx->dead_servers);
+	cancel_registry_init(&ctx->cancels);
 	list_init(&ctx->pools);
 	ctx->start_ms = uv_now(&loop);
 
@@ -315,6 +318,7 @@ int main(int argc, char **argv)
 	if (uv_loop_close(&loop) != 0)
 		log_warning("event loop closed with handles still open");
 	pool_free_all(ctx);
+	cancel_registry_free(&ctx->cancels);
 	log_info("shutdown complete");
 	auth_files_free(&ctx->auth);
 	SSL_CTX_free(ctx->client_tls);

@@ -310,6 +310,12 @@ void pool_server_ready(struct server *s)
 
 	s->release_pending = false;
 	s->step = STEP_NONE;
+	/* A cancel still on its way must not hit the next client's query. */
+	if (s->cancels_inflight > 0 && !s->dirty && !p->ctx->shutting_down) {
+		s->parked = true;
+		pool_server_set_state(s, SV_USED);
+		return;
+	}
 	if (s->dirty || p->ctx->shutting_down) {
 		server_close(s, s->dirty ? "server is not clean" : "shutting down");
 		return;

@@ -14,6 +14,7 @@
  */
 #include "sluice/server.h"
 #include "sluice/auth.h"
+#include "sluice/cancel.h"
 #include "sluice/client.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
@@ -82,6 +83,7 @@ static void server_free(struct server *s)
 	pktbuf_free(&s->trace_buf);
 	vars_free(&s->vars);
 	free(s->hostaddr);
+	free(s->cancel_addr);
 	free(s->host);
 	free(s->port);
 	free(s->step_error);
@@ -145,6 +147,8 @@ void server_close(struct server *s, const char *reason)
 		client_fail(c, "08006", "authentication lookup failed: %s", reason);
 	}
 	pool_server_set_state(s, SV_CLOSED);
+	if (s->cancels_inflight)
+		cancel_server_gone(ctx, s);
 
 	if (s->conn.poll) {
 		conn_close(&s->conn);
@@ -337,6 +341,19 @@ static void login_ok(struct server *s)
 		if (s->conn.ssl)
 			SSL_set_mode(s->conn.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	}
+	/* Where CancelRequests for this backend must go: the address libpq used. */
+	const char *host = PQhost(s->pg), *hostaddr = PQhostaddr(s->pg), *port = PQport(s->pg);
+	s->cancel_port = port && port[0] ? atoi(port) : 5432;
+	if (host && (host[0] == '/' || host[0] == '@')) {
+		char path[512];
+		snprintf(path, sizeof(path), "%s/.s.PGSQL.%d", host, s->cancel_port);
+		s->cancel_addr = xstrdup(path);
+		s->cancel_unix = true;
+	} else if (hostaddr && hostaddr[0]) {
+		s->cancel_addr = xstrdup(hostaddr);
+	} else if (host && host[0]) {
+		s->cancel_addr = xstrdup(host);
 	}
 	uv_poll_t *poll = s->login_poll;
 	s->login_poll = NULL;
@@ -596,6 +613,16 @@ void server_launch(struct pool *pool)
 		free(s->dns);
 		s->dns = NULL;
 		login_failed(s, "08006", uv_strerror(rc));
+	}
+}
+
+void server_cancel_done(struct server *s)
+{
+	if (s->cancels_inflight > 0)
+		s->cancels_inflight--;
+	if (s->cancels_inflight == 0 && s->parked) {
+		s->parked = false;
+		pool_server_ready(s);
 	}
 }
 

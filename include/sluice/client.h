@@ -54,6 +54,8 @@ struct client {
 	struct varlist vars;       /* tracked settings the client expects */
 	uint32_t cancel_pid;       /* fake BackendKeyData */
 	uint32_t cancel_key;
+	struct client *cancel_next; /* chain in the cancel registry */
+	bool cancel_registered;
 	char addr[INET6_ADDRSTRLEN + 8];
 	struct sockaddr_storage peer;  /* client address (TCP) */
 	bool is_unix;

@@ -102,6 +102,7 @@ struct config {
 	char *server_reset_query;            /* "" = none */
 	bool server_reset_query_always;
 	double server_connect_timeout;
+	double cancel_wait_timeout;
 	double server_login_retry;
 	int pkt_buf;
 	struct config_strlist ignore_startup_parameters;

@@ -89,6 +89,11 @@ struct server {
 	char step_sqlstate[6];
 	struct client *auth_client; /* STEP_AUTH_QUERY: whose secret is looked up */
 	char *auth_secret;          /* STEP_AUTH_QUERY: the secret found, or NULL */
+	char *cancel_addr;          /* where CancelRequests go: IP, or unix socket path */
+	int cancel_port;
+	bool cancel_unix;
+	int cancels_inflight;       /* forwarded cancels not finished yet */
+	bool parked;                /* release waits for those cancels */
 	uint64_t connect_ms;
 	uint64_t last_used_ms;
 };
@@ -112,6 +117,9 @@ bool server_prepare_for_client(struct server *s);
 
 /* Check the login deadline; called by the janitor. */
 void server_check_login_timeout(struct server *s, uint64_t now);
+
+/* A forwarded cancel for this server finished (release may proceed). */
+void server_cancel_done(struct server *s);
 
 /* Free servers that closed without a handle (reaper). */
 void server_reap(struct server *s);

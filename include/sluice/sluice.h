@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "sluice/auth.h"
+#include "sluice/cancel.h"
 #include "sluice/common.h"
 #include "sluice/list.h"
 
@@ -27,6 +28,7 @@ struct sluice {
 	uint64_t accept_paused_until_ms; /* accept paused (fd exhaustion) until */
 
 	struct statlist login_clients; /* CL_LOGIN: before the startup packet */
+	struct cancel_registry cancels; /* fake keys, cancels in flight */
 	struct list pools;             /* every struct pool */
 	struct statlist dead_servers;  /* closed servers without a handle, freed
 					* by the reaper after this iteration */

@@ -1383,6 +1383,45 @@ EOF
     assert_contains "$out" "password authentication failed" "old password after reload"
 }
 
+# CancelRequest: psql's Ctrl-C (SIGINT) cancels pg_sleep(30) through the
+# pooler with 57014 within seconds, on a unix-socket and a TCP backend, and the
+# backend is reused afterwards; a cancel with a wrong key does nothing.
+test_cancel_request() {
+    local db out t0 elapsed pid1 pid2
+    start_sluice main <<'EOF'
+pool_mode = "session";
+default_pool_size = 1;
+databases = (
+  { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; },
+  { name = "apptcp"; conninfo = "host=127.0.0.1 port=$PGT_PORT dbname=app user=app password=app_pw"; }
+);
+EOF
+    for db in app apptcp; do
+        pid1=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d "$db" -c "SELECT pg_backend_pid()")
+        t0=$(date +%s%N)
+        out=$(timeout -s INT 1 psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" \
+            -U app -d "$db" -c "SELECT pg_sleep(30)" 2>&1)
+        elapsed=$((($(date +%s%N) - t0) / 1000000))
+        assert_contains "$out" "57014" "$db: cancelled query's SQLSTATE"
+        assert_int "$elapsed" -lt 10000 "$db: milliseconds until the cancel took effect"
+        pid2=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d "$db" -c "SELECT pg_backend_pid()")
+        assert_eq "$pid1" "$pid2" "$db: the same backend serves the next client"
+    done
+    # A cancel with a key nobody has must not touch the running query.
+    bg_start "$T_DIR/long.out" psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app -c "SELECT pg_sleep(3), 'finished'"
+    wait_until 10 query_is_active "SELECT pg_sleep(3), 'finished'" || fail "long query never started"
+    "$PYTHON" - "$SLUICE_PORT" <<'PY'
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(struct.pack("!iiii", 16, 80877102, 12345, 67890))
+s.settimeout(5)
+assert s.recv(1) == b""   # the pooler closes without a word
+PY
+    sleep 0.5
+    query_is_active "SELECT pg_sleep(3), 'finished'" || fail "a bogus cancel stopped the query"
+    wait_until 10 grep -q finished "$T_DIR/long.out" || fail "long query did not finish: $(cat "$T_DIR/long.out")"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
