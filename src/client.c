@@ -82,6 +82,7 @@ void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, const 
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->is_unix = is_unix;
 	c->connect_ms = sluice_now(ctx);
+	c->last_activity_ms = c->connect_ms;
 	ctx->n_clients++;
 	/* Over the limit: still read the startup packet, so that the refusal
 	 * reaches the client as an ErrorResponse it can show. */
@@ -466,6 +467,7 @@ static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len)
 	default:
 		break;
 	}
+	c->last_activity_ms = sluice_now(c->ctx);
 	if (!c->server) {
 		if (!pool_request_server(c))
 			return c->conn.closing || c->conn.close_after_flush ? PKT_CLOSED : PKT_WAIT;
@@ -473,6 +475,8 @@ static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len)
 	s = c->server;
 	if (s->step != STEP_NONE || s->release_pending)
 		return PKT_WAIT;
+	if (s->pending_rfq == 0 && !s->ext_pending)
+		s->query_start_ms = c->last_activity_ms;
 
 	switch (type) {
 	/* Each of these is answered by exactly one ReadyForQuery. */

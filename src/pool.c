@@ -46,6 +46,8 @@ void pool_client_set_state(struct client *c, enum client_state st)
 
 	if (from)
 		statlist_remove(from, &c->node);
+	if (st == CL_WAITING)
+		c->wait_start_ms = sluice_now(c->ctx);
 	c->state = st;
 	if (to)
 		statlist_append(to, &c->node);
@@ -340,6 +342,7 @@ void pool_server_ready(struct server *s)
 		return;
 	}
 	pool_server_set_state(s, SV_IDLE);
+	s->idle_since_ms = sluice_now(p->ctx);
 	conn_resume(&s->conn);
 }
 
@@ -419,17 +422,93 @@ void pool_server_login_failed(struct server *s, const char *sqlstate, const char
 	}
 }
 
+/* True when a timeout of t seconds (0 = off) has passed since `since`. */
+static bool expired(double t, uint64_t since, uint64_t now)
+{
+	return t > 0 && now > since && now - since >= (uint64_t)(t * 1000.0);
+}
+
+static void login_timeouts(struct statlist *l, const struct config *cfg, uint64_t now)
+{
+	struct list *it, *tmp;
+	statlist_for_each_safe(it, tmp, l) {
+		struct client *c = container_of(it, struct client, node);
+		if (expired(cfg->client_login_timeout, c->connect_ms, now))
+			client_fail(c, "08P01", "client_login_timeout: login not completed within %g s",
+				    cfg->client_login_timeout);
+	}
+}
+
+/* Timeouts of clients: waiting, idle, idle in transaction, running too long. */
+static void client_timeouts(struct pool *p, const struct config *cfg, uint64_t now)
+{
+	struct list *it, *tmp;
+
+	login_timeouts(&p->cl_login, cfg, now);
+	statlist_for_each_safe(it, tmp, &p->cl_waiting) {
+		struct client *c = container_of(it, struct client, node);
+		if (expired(cfg->query_wait_timeout, c->wait_start_ms, now))
+			client_fail(c, "57P03", "query_wait_timeout: no server connection available "
+				    "within %g s", cfg->query_wait_timeout);
+	}
+	statlist_for_each_safe(it, tmp, &p->cl_active) {
+		struct client *c = container_of(it, struct client, node);
+		struct server *s = c->server;
+		bool busy = s && (s->pending_rfq > 0 || s->ext_pending);
+		if (busy && expired(cfg->query_timeout, s->query_start_ms, now))
+			client_fail(c, "57014", "query_timeout: query ran longer than %g s",
+				    cfg->query_timeout);
+		else if (s && !busy && s->tx_status != 'I' &&
+			 expired(cfg->idle_transaction_timeout, s->idle_tx_since_ms, now))
+			client_fail(c, "25P03", "idle_transaction_timeout: idle in transaction for "
+				    "more than %g s", cfg->idle_transaction_timeout);
+		else if (!busy && (!s || s->tx_status == 'I') &&
+			 expired(cfg->client_idle_timeout, c->last_activity_ms, now))
+			client_fail(c, "57P05", "client_idle_timeout: idle for more than %g s",
+				    cfg->client_idle_timeout);
+	}
+}
+
+/* Idle servers past server_idle_timeout (above min_pool_size) or server_lifetime. */
+static void server_timeouts(struct pool *p, const struct config *cfg, uint64_t now)
+{
+	struct list *it, *tmp;
+
+	statlist_for_each_safe(it, tmp, &p->sv_login) {
+		server_check_login_timeout(container_of(it, struct server, node), now);
+	}
+	statlist_for_each_safe(it, tmp, &p->sv_idle) {
+		struct server *s = container_of(it, struct server, node);
+		if (expired(cfg->server_lifetime, s->connect_ms, now))
+			server_close(s, "server_lifetime");
+		else if (pool_server_count(p) > cfg->min_pool_size &&
+			 expired(cfg->server_idle_timeout, s->idle_since_ms, now))
+			server_close(s, "server_idle_timeout");
+	}
+}
+
+/* Keep min_pool_size servers open (within the pool size). */
+static void keep_min_pool(struct pool *p, const struct config *cfg)
+{
+	if (p->ctx->shutting_down || pool_in_retry_backoff(p))
+		return;
+	while (statlist_count(&p->sv_login) == 0 && pool_server_count(p) < cfg->min_pool_size &&
+	       (p->pool_size == 0 || pool_server_count(p) < p->pool_size))
+		server_launch(p);
+}
+
 void pool_janitor(struct sluice *ctx)
 {
+	const struct config *cfg = ctx->cfg;
 	uint64_t now = sluice_now(ctx);
-	struct list *it, *tmp, *sit, *stmp;
+	struct list *it, *tmp;
 
+	login_timeouts(&ctx->login_clients, cfg, now);
 	list_for_each_safe(it, tmp, &ctx->pools) {
 		struct pool *p = container_of(it, struct pool, node);
-		statlist_for_each_safe(sit, stmp, &p->sv_login) {
-			struct server *s = container_of(sit, struct server, node);
-			server_check_login_timeout(s, now);
-		}
+		client_timeouts(p, cfg, now);
+		server_timeouts(p, cfg, now);
 		pool_launch_if_needed(p);
+		keep_min_pool(p, cfg);
 	}
 }

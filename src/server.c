@@ -881,6 +881,8 @@ static enum pkt_action ready_for_query(struct server *s, char status)
 		s->pending_rfq--;
 	if (s->pending_rfq > 0 || s->ext_pending)
 		return PKT_FORWARD;
+	if (status != 'I')
+		s->idle_tx_since_ms = sluice_now(server_ctx(s));
 	switch (s->pool->pool_mode) {
 	case POOL_MODE_TRANSACTION:
 		break;

@@ -65,6 +65,8 @@ struct client {
 	struct server *auth_server; /* server running it right now, or NULL */
 	bool over_limit;           /* accepted over max_client_conn: refuse */
 	uint64_t connect_ms;
+	uint64_t wait_start_ms;    /* when it last entered CL_WAITING */
+	uint64_t last_activity_ms; /* when it last sent a message */
 	const char *close_reason;
 };
 

@@ -103,6 +103,14 @@ struct config {
 	bool server_reset_query_always;
 	double server_connect_timeout;
 	double cancel_wait_timeout;
+	double client_login_timeout;
+	double query_wait_timeout;
+	double client_idle_timeout;
+	double idle_transaction_timeout;
+	double query_timeout;
+	double server_idle_timeout;
+	double server_lifetime;
+	int min_pool_size;
 	double server_login_retry;
 	int pkt_buf;
 	struct config_strlist ignore_startup_parameters;

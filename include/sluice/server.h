@@ -96,6 +96,9 @@ struct server {
 	bool parked;                /* release waits for those cancels */
 	uint64_t connect_ms;
 	uint64_t last_used_ms;
+	uint64_t query_start_ms;    /* when the oldest unanswered query was sent */
+	uint64_t idle_tx_since_ms;  /* when it became idle inside a transaction */
+	uint64_t idle_since_ms;     /* when it last entered SV_IDLE */
 };
 
 const char *server_state_name(enum server_state st);

@@ -1422,6 +1422,106 @@ PY
     wait_until 10 grep -q finished "$T_DIR/long.out" || fail "long query did not finish: $(cat "$T_DIR/long.out")"
 }
 
+# The janitor's timeouts, each with a short value: the affected client gets
+# an ErrorResponse naming the timeout, everything else keeps working.
+test_client_timeouts() {
+    local out n
+    psql_direct -c "DROP TABLE IF EXISTS it_tmo" -c "CREATE TABLE it_tmo (v int)" >/dev/null
+    psql_direct -c "GRANT ALL ON it_tmo TO app" >/dev/null
+    start_sluice main <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 1;
+query_wait_timeout = 1;
+idle_transaction_timeout = 1;
+query_timeout = 2;
+client_login_timeout = 1;
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    # idle_transaction_timeout: the transaction is rolled back, the client told.
+    out=$( (printf 'BEGIN;\nINSERT INTO it_tmo VALUES (1);\n'; sleep 3; printf 'SELECT 1;\n') |
+        psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app 2>&1)
+    assert_contains "$out" "25P03" "idle_transaction_timeout SQLSTATE"
+    assert_contains "$out" "idle_transaction_timeout" "idle_transaction_timeout named"
+    assert_eq 0 "$(psql_direct -c "SELECT count(*) FROM it_tmo")" "idle transaction rolled back"
+    # query_wait_timeout: one client holds the only server in a transaction.
+    bg_start "$T_DIR/holder.out" sh -c "(printf 'BEGIN;\nSELECT 1;\n'; sleep 0.9; printf 'SELECT 2;\n'; sleep 0.9; printf 'COMMIT;\n') | psql -X -q -At -h 127.0.0.1 -p $SLUICE_PORT -U app -d app"
+    sleep 0.3
+    out=$(psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app -c "SELECT 'served'" 2>&1)
+    assert_contains "$out" "57P03" "query_wait_timeout SQLSTATE"
+    assert_contains "$out" "query_wait_timeout" "query_wait_timeout named"
+    wait_until 10 grep -q '^2$' "$T_DIR/holder.out" || fail "the holder was disturbed: $(cat "$T_DIR/holder.out")"
+    # query_timeout: the client is failed and the busy server is not reused.
+    local pid1 pid2
+    pid1=$(psql_pooler -c "SELECT pg_backend_pid()")
+    out=$(psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app -c "SELECT pg_sleep(10)" 2>&1)
+    assert_contains "$out" "57014" "query_timeout SQLSTATE"
+    assert_contains "$out" "query_timeout" "query_timeout named"
+    pid2=$(psql_pooler -c "SELECT pg_backend_pid()")
+    assert_ne "$pid1" "$pid2" "server of a timed-out query is not reused"
+    # client_login_timeout: a connection that never sends a startup packet.
+    out=$("$PYTHON" - "$SLUICE_PORT" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(10)
+t0 = time.time()
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print("closed after %.1f s" % (time.time() - t0), b"client_login_timeout" in data)
+PY
+)
+    assert_contains "$out" "True" "client_login_timeout named in the ErrorResponse"
+    assert_pooler_works "after the timeouts"
+}
+
+app_backends_are() { [ "$(backend_count app app)" = "$1" ]; }
+
+# server_idle_timeout closes idle servers down to min_pool_size, which the
+# janitor also fills; server_lifetime recycles idle servers; client_idle_timeout
+# closes idle clients.
+test_server_timeouts_and_min_pool() {
+    local out
+    start_sluice main <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 5;
+min_pool_size = 2;
+server_idle_timeout = 1;
+client_idle_timeout = 1;
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    psql_pooler -c "SELECT 1" >/dev/null   # the pool exists once a client used it
+    wait_until 10 app_backends_are 2 || fail "min_pool_size backends not opened: $(backend_count app app)"
+    # Four concurrent queries need four servers; idle ones above 2 go again.
+    local i pids=()
+    for i in 1 2 3 4; do
+        psql_pooler -c "SELECT pg_sleep(0.5)" >/dev/null &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    assert_int "$(backend_count app app)" -ge 4 "servers opened for concurrent clients"
+    wait_until 10 app_backends_are 2 || fail "idle servers above min_pool_size not closed: $(backend_count app app)"
+    sleep 1.5
+    assert_eq 2 "$(backend_count app app)" "min_pool_size kept across server_idle_timeout"
+    out=$( (printf 'SELECT 1;\n'; sleep 3; printf 'SELECT 2;\n') |
+        psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app 2>&1)
+    assert_contains "$out" "57P05" "client_idle_timeout SQLSTATE"
+    stop_sluice main
+    start_sluice life <<'EOF'
+pool_mode = "transaction";
+server_lifetime = 1;
+server_idle_timeout = 0;
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    local pid1 pid2
+    pid1=$(psql_pooler -c "SELECT pg_backend_pid()")
+    wait_until 10 backend_gone "$pid1" || fail "server_lifetime did not close the old server"
+    pid2=$(psql_pooler -c "SELECT pg_backend_pid()")
+    assert_ne "$pid1" "$pid2" "a new server after server_lifetime"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
