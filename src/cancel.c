@@ -230,6 +230,12 @@ void cancel_request(struct sluice *ctx, uint32_t pid, uint32_t key)
 	forward(ctx, s);
 }
 
+void cancel_server_query(struct sluice *ctx, struct server *s)
+{
+	if (s->cancel_addr)
+		forward(ctx, s);
+}
+
 void cancel_server_gone(struct sluice *ctx, struct server *s)
 {
 	struct list *it, *tmp;

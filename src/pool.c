@@ -14,6 +14,7 @@
  *                              +--no--> SV_IDLE
  */
 #include "sluice/pool.h"
+#include "sluice/cancel.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/sluice.h"
@@ -455,9 +456,14 @@ static void client_timeouts(struct pool *p, const struct config *cfg, uint64_t n
 		struct client *c = container_of(it, struct client, node);
 		struct server *s = c->server;
 		bool busy = s && (s->pending_rfq > 0 || s->ext_pending);
-		if (busy && expired(cfg->query_timeout, s->query_start_ms, now))
+		if (busy && expired(cfg->query_timeout, s->query_start_ms, now)) {
+			/* Stop the backend's work too: the server is closed, but
+			 * without a cancel PostgreSQL would finish the query for
+			 * nobody. */
+			cancel_server_query(p->ctx, s);
 			client_fail(c, "57014", "query_timeout: query ran longer than %g s",
 				    cfg->query_timeout);
+		}
 		else if (s && !busy && s->tx_status != 'I' &&
 			 expired(cfg->idle_transaction_timeout, s->idle_tx_since_ms, now))
 			client_fail(c, "25P03", "idle_transaction_timeout: idle in transaction for "

@@ -40,6 +40,9 @@ void cancel_unregister(struct sluice *ctx, struct client *c);
 /* Handle a CancelRequest's pid and key (the requesting connection is closed by the caller). */
 void cancel_request(struct sluice *ctx, uint32_t pid, uint32_t key);
 
+/* Cancel whatever the server is running (query_timeout). */
+void cancel_server_query(struct sluice *ctx, struct server *s);
+
 /* A server goes away: forget it in cancels in flight. */
 void cancel_server_gone(struct sluice *ctx, struct server *s);
 

@@ -1458,6 +1458,7 @@ EOF
     assert_contains "$out" "query_timeout" "query_timeout named"
     pid2=$(psql_pooler -c "SELECT pg_backend_pid()")
     assert_ne "$pid1" "$pid2" "server of a timed-out query is not reused"
+    wait_until 5 backend_gone "$pid1" || fail "the timed-out query kept running on the backend"
     # client_login_timeout: a connection that never sends a startup packet.
     out=$("$PYTHON" - "$SLUICE_PORT" <<'PY'
 import socket, sys, time
