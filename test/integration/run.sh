@@ -1478,7 +1478,9 @@ PY
     assert_pooler_works "after the timeouts"
 }
 
-app_backends_are() { [ "$(backend_count app app)" = "$1" ]; }
+# Backends of user md5user, which only the test below uses over the unix
+# socket, so servers of earlier tests' instances still exiting do not count.
+md5user_backends_are() { [ "$(backend_count app md5user)" = "$1" ]; }
 
 # server_idle_timeout closes idle servers down to min_pool_size, which the
 # janitor also fills; server_lifetime recycles idle servers; client_idle_timeout
@@ -1491,10 +1493,10 @@ default_pool_size = 5;
 min_pool_size = 2;
 server_idle_timeout = 1;
 client_idle_timeout = 1;
-databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=md5user"; } );
 EOF
     psql_pooler -c "SELECT 1" >/dev/null   # the pool exists once a client used it
-    wait_until 10 app_backends_are 2 || fail "min_pool_size backends not opened: $(backend_count app app)"
+    wait_until 10 md5user_backends_are 2 || fail "min_pool_size backends not opened: $(backend_count app md5user)"
     # Four concurrent queries need four servers; idle ones above 2 go again.
     local i pids=()
     for i in 1 2 3 4; do
@@ -1502,10 +1504,10 @@ EOF
         pids+=($!)
     done
     wait "${pids[@]}"
-    assert_int "$(backend_count app app)" -ge 4 "servers opened for concurrent clients"
-    wait_until 10 app_backends_are 2 || fail "idle servers above min_pool_size not closed: $(backend_count app app)"
+    assert_int "$(backend_count app md5user)" -ge 4 "servers opened for concurrent clients"
+    wait_until 10 md5user_backends_are 2 || fail "idle servers above min_pool_size not closed: $(backend_count app md5user)"
     sleep 1.5
-    assert_eq 2 "$(backend_count app app)" "min_pool_size kept across server_idle_timeout"
+    assert_eq 2 "$(backend_count app md5user)" "min_pool_size kept across server_idle_timeout"
     out=$( (printf 'SELECT 1;\n'; sleep 3; printf 'SELECT 2;\n') |
         psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app 2>&1)
     assert_contains "$out" "57P05" "client_idle_timeout SQLSTATE"
