@@ -220,6 +220,24 @@ static bool pool_in_retry_backoff(const struct pool *pool)
 	       (uint64_t)(cfg->server_login_retry * 1000.0);
 }
 
+/*
+ * Errors that retrying will not cure: clients asking meanwhile get them at
+ * once.  Everything else (connection refused, database starting up or
+ * shutting down, too many connections) is an outage: clients wait, bounded
+ * by query_wait_timeout / client_login_timeout, while logins are retried
+ * every server_login_retry.
+ */
+static bool permanent_error(const char *sqlstate)
+{
+	return strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, "3D000") == 0 ||
+	       strcmp(sqlstate, "42501") == 0;
+}
+
+static bool pool_fail_fast(const struct pool *pool)
+{
+	return pool->last_error_permanent && pool_in_retry_backoff(pool);
+}
+
 static void fail_with_last_error(struct client *c)
 {
 	struct pool *p = c->pool;
@@ -252,7 +270,7 @@ bool pool_request_server(struct client *c)
 		server_prepare_for_client(s);
 		return true;
 	}
-	if (pool_in_retry_backoff(p)) {
+	if (pool_fail_fast(p)) {
 		fail_with_last_error(c);
 		return false;
 	}
@@ -270,7 +288,7 @@ void pool_request_lookup(struct pool *pool, struct client *c)
 		server_start_auth_query(container_of(e, struct server, node), c);
 		return;
 	}
-	if (pool_in_retry_backoff(pool)) {
+	if (pool_fail_fast(pool)) {
 		client_fail(c, "08006", "authentication lookup failed: %s",
 			    pool->last_error ? pool->last_error : "server login failed");
 		return;
@@ -298,7 +316,7 @@ void pool_client_login(struct client *c)
 		client_finish_login(c);
 		return;
 	}
-	if (pool_in_retry_backoff(p)) {
+	if (pool_fail_fast(p)) {
 		fail_with_last_error(c);
 		return;
 	}
@@ -404,7 +422,10 @@ void pool_server_login_failed(struct server *s, const char *sqlstate, const char
 	p->last_error = xstrdup(msg);
 	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate ? sqlstate : "");
 	p->last_error_ms = sluice_now(p->ctx);
+	p->last_error_permanent = permanent_error(p->last_sqlstate);
 	server_close(s, "login failed");
+	if (!p->last_error_permanent)
+		return;   /* an outage: waiting clients stay queued; the janitor retries */
 
 	statlist_for_each_safe(it, tmp, &p->cl_login) {
 		struct client *c = container_of(it, struct client, node);

@@ -44,6 +44,7 @@ struct pool {
 
 	char *last_error;           /* last failed backend login, or NULL */
 	char last_sqlstate[6];
+	bool last_error_permanent;  /* waiting will not help (auth, no database) */
 	uint64_t last_error_ms;
 };
 

@@ -1525,6 +1525,53 @@ EOF
     assert_ne "$pid1" "$pid2" "a new server after server_lifetime"
 }
 
+# PostgreSQL restarted under load: pgbench through Sluice goes on after the
+# restart (the clients that were mid-transaction lose it, the others wait),
+# Sluice itself keeps running, and no client ever gets another one's answer.
+# A login failure that waiting cannot cure (unknown database) still fails fast.
+test_backend_restart() {
+    local pgb=$T_DIR/pgbench.out chk=$T_DIR/check.out pid_before after
+    pgbench -i -q -s 1 -h "$PGT_SOCK" -p "$PGT_PORT" -U postgres app >/dev/null 2>&1 ||
+        fail "pgbench -i failed"
+    psql_direct -c "GRANT ALL ON ALL TABLES IN SCHEMA public TO app" >/dev/null
+    start_sluice main <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 4;
+server_login_retry = 0.5;
+query_wait_timeout = 60;
+databases = (
+  { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; },
+  { name = "nodb"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=it_no_such_db user=app"; }
+);
+EOF
+    pid_before=$SLUICE_PID
+    bg_start "$pgb" pgbench -n -S -c 16 -j 2 -T 14 -P 1 -h 127.0.0.1 -p "$SLUICE_PORT" -U app app
+    # A checking client: every answer must be its own question.
+    bg_start "$chk" bash -c '
+        for i in $(seq 1 100000); do
+            out=$(psql -X -q -At -h 127.0.0.1 -p '"$SLUICE_PORT"' -U app -d app -c "SELECT $i" 2>/dev/null) || continue
+            [ "$out" = "$i" ] || { echo "MISMATCH asked $i got $out"; exit 1; }
+            [ -e '"$T_DIR"'/stop ] && { echo "checked $i"; exit 0; }
+        done'
+    sleep 4
+    "$ROOT/scripts/pg-temp.sh" restart "$PGT_DIR" >"$T_DIR/restart.log" 2>&1 || fail "restart failed: $(cat "$T_DIR/restart.log")"
+    date +%s >"$T_DIR/restarted_at"
+    wait_until 40 grep -q "number of transactions actually processed" "$pgb" || fail "pgbench did not finish: $(tail -5 "$pgb")"
+    touch "$T_DIR/stop"
+    wait_until 20 grep -qE "checked|MISMATCH" "$chk" || fail "checking client did not finish"
+    assert_not_contains "$(cat "$chk")" "MISMATCH" "answers always belong to their own query"
+    # pgbench progress lines after the restart show transactions again.
+    after=$(awk '/^progress:/ { t = $2 + 0; if (t >= 9 && $4 + 0 > 0) n++ } END { print n + 0 }' "$pgb")
+    assert_int "$after" -ge 2 "pgbench progress seconds with tps > 0 after the restart"
+    is_alive "$pid_before" || fail "Sluice died during the restart"
+    assert_pooler_works "after the PostgreSQL restart"
+    local out
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d nodb -c "SELECT 1" 2>&1)
+    assert_contains "$out" "does not exist" "permanent login error reported"
+    out=$(timeout 5 psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d nodb -c "SELECT 1" 2>&1)
+    assert_contains "$out" "does not exist" "permanent login error fails fast"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
