@@ -221,18 +221,9 @@ static bool pool_in_retry_backoff(const struct pool *pool)
 }
 
 /*
- * Errors that retrying will not cure: clients asking meanwhile get them at
- * once.  Everything else (connection refused, database starting up or
- * shutting down, too many connections) is an outage: clients wait, bounded
- * by query_wait_timeout / client_login_timeout, while logins are retried
- * every server_login_retry.
+ * Clients asking while a permanent login error is fresh get it at once;
+ * during an outage they queue (see pool_server_login_failed).
  */
-static bool permanent_error(const char *sqlstate)
-{
-	return strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, "3D000") == 0 ||
-	       strcmp(sqlstate, "42501") == 0;
-}
-
 static bool pool_fail_fast(const struct pool *pool)
 {
 	return pool->last_error_permanent && pool_in_retry_backoff(pool);
@@ -413,7 +404,8 @@ void pool_server_login_done(struct server *s)
 	pool_launch_if_needed(p);
 }
 
-void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg)
+void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg,
+			      bool permanent)
 {
 	struct pool *p = s->pool;
 	struct list *it, *tmp;
@@ -422,7 +414,7 @@ void pool_server_login_failed(struct server *s, const char *sqlstate, const char
 	p->last_error = xstrdup(msg);
 	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate ? sqlstate : "");
 	p->last_error_ms = sluice_now(p->ctx);
-	p->last_error_permanent = permanent_error(p->last_sqlstate);
+	p->last_error_permanent = permanent;
 	server_close(s, "login failed");
 	if (!p->last_error_permanent)
 		return;   /* an outage: waiting clients stay queued; the janitor retries */

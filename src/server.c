@@ -273,10 +273,38 @@ static void trace_stop(struct server *s)
 
 static void login_poll_cb(uv_poll_t *h, int status, int events);
 
-static void login_failed(struct server *s, const char *sqlstate, const char *msg)
+/*
+ * Errors that retrying will not cure: wrong credentials (28xxx), a missing
+ * database (3D000), no CONNECT privilege (42501).
+ */
+static bool permanent_sqlstate(const char *sqlstate)
+{
+	return strncmp(sqlstate, "28", 2) == 0 || strcmp(sqlstate, "3D000") == 0 ||
+	       strcmp(sqlstate, "42501") == 0;
+}
+
+/*
+ * A failure libpq found itself (no SQLSTATE from the server) is an outage
+ * only when the server could not be reached; TLS verification, a missing
+ * password and the like are configuration errors that waiting will not fix.
+ */
+static bool unreachable(const char *libpq_msg)
+{
+	static const char *const marks[] = {
+		"Connection refused", "No such file or directory", "Connection reset",
+		"server closed the connection unexpectedly", "timeout", "Network is unreachable",
+		"No route to host", "could not translate host name", "Connection timed out",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(marks); i++)
+		if (strstr(libpq_msg, marks[i]))
+			return true;
+	return false;
+}
+
+static void login_failed(struct server *s, const char *sqlstate, const char *msg, bool permanent)
 {
 	slog(LOG_WARNING, s, "server login failed: %s", msg);
-	pool_server_login_failed(s, sqlstate, msg);
+	pool_server_login_failed(s, sqlstate, msg, permanent);
 }
 
 /* Trim libpq's multi-line message to its last meaningful line. */
@@ -312,7 +340,9 @@ static void login_fail_from_libpq(struct server *s)
 			 s->pg && PQconnectionUsedPassword(s->pg) && strstr(full, "FATAL:")
 				 ? "28P01" : "08006");
 	slog(LOG_DEBUG, s, "libpq: %s", full);
-	login_failed(s, sqlstate, msg);
+	bool from_server = strstr(full, "FATAL:") != NULL;
+	login_failed(s, sqlstate, msg,
+		     from_server ? permanent_sqlstate(sqlstate) : !unreachable(full));
 }
 
 static void notice_ignore(void *arg, const PGresult *res)
@@ -380,7 +410,7 @@ static void login_rearm(struct server *s, int events)
 		if (uv_poll_init(loop, s->login_poll, fd) < 0) {
 			free(s->login_poll);
 			s->login_poll = NULL;
-			login_failed(s, "08006", "cannot poll the server socket");
+			login_failed(s, "08006", "cannot poll the server socket", false);
 			return;
 		}
 		s->login_poll->data = s;
@@ -435,7 +465,7 @@ static void start_connect(struct server *s)
 		char msg[512];
 		snprintf(msg, sizeof(msg), "invalid conninfo: %s", err ? err : "out of memory");
 		PQfreemem(err);
-		login_failed(s, "08006", msg);
+		login_failed(s, "08006", msg, true);
 		return;
 	}
 #define ADD(k, v)                                                              \
@@ -553,7 +583,7 @@ static void dns_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		char msg[256];
 		snprintf(msg, sizeof(msg), "could not resolve host \"%s\": %s", s->host,
 			 status < 0 ? uv_strerror(status) : "no address");
-		login_failed(s, "08006", msg);
+		login_failed(s, "08006", msg, false);
 		return;
 	}
 	s->hostaddr = xstrdup(ip);
@@ -612,7 +642,7 @@ void server_launch(struct pool *pool)
 	if (rc < 0) {
 		free(s->dns);
 		s->dns = NULL;
-		login_failed(s, "08006", uv_strerror(rc));
+		login_failed(s, "08006", uv_strerror(rc), false);
 	}
 }
 
@@ -633,7 +663,7 @@ void server_check_login_timeout(struct server *s, uint64_t now)
 	char msg[128];
 	snprintf(msg, sizeof(msg), "server_connect_timeout: no connection to the server within %g s",
 		 server_ctx(s)->cfg->server_connect_timeout);
-	login_failed(s, "08006", msg);
+	login_failed(s, "08006", msg, false);
 }
 
 /* ---- internal queries -------------------------------------------------- */

@@ -89,7 +89,10 @@ void pool_client_gone(struct client *c);
 
 /* Backend login results. */
 void pool_server_login_done(struct server *s);
-void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg);
+/* permanent: retrying will not help (bad password, no such database, TLS
+ * verification, ...); otherwise it is an outage and clients keep waiting. */
+void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg,
+			      bool permanent);
 
 /* Launch servers for waiting clients, within the pool size. */
 void pool_launch_if_needed(struct pool *pool);
