@@ -294,6 +294,18 @@ static bool client_startup(struct client *c, const struct startup *st)
 		client_fail(c, "28000", "database %s has no user for auth_type any", c->dbname);
 		return false;
 	}
+	if (cfg->max_db_client_connections &&
+	    pool_client_count_where(c->ctx, c->dbname, NULL) >= cfg->max_db_client_connections) {
+		free(backend_user);
+		client_fail(c, "53300", "no more connections allowed (max_db_client_connections)");
+		return false;
+	}
+	if (cfg->max_user_client_connections &&
+	    pool_client_count_where(c->ctx, NULL, c->username) >= cfg->max_user_client_connections) {
+		free(backend_user);
+		client_fail(c, "53300", "no more connections allowed (max_user_client_connections)");
+		return false;
+	}
 	c->pool = pool_get(c->ctx, c->dbname, backend_user ? backend_user : c->username, dbe);
 	free(backend_user);
 

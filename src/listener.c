@@ -45,6 +45,21 @@ static void format_addr(const struct sockaddr *sa, char *buf, size_t len)
 	}
 }
 
+/* tcp_keepalive & co. on an accepted client socket (0 = system default). */
+static void set_keepalive(const struct config *cfg, int fd)
+{
+	int on = cfg->tcp_keepalive ? 1 : 0;
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (on && cfg->tcp_keepidle)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg->tcp_keepidle, sizeof(int));
+	if (on && cfg->tcp_keepintvl)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg->tcp_keepintvl, sizeof(int));
+	if (on && cfg->tcp_keepcnt)
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt, sizeof(int));
+	if (cfg->tcp_user_timeout)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg->tcp_user_timeout, sizeof(int));
+}
+
 static void pause_all(struct sluice *ctx)
 {
 	for (int i = 0; i < ctx->n_listeners; i++)
@@ -83,6 +98,7 @@ static void accept_cb(uv_poll_t *h, int status, int events)
 		} else {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			set_keepalive(l->ctx->cfg, fd);
 			format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
 		}
 		client_accept(l->ctx, fd, (const struct sockaddr *)&ss, addr, l->is_unix);

@@ -236,6 +236,82 @@ static void fail_with_last_error(struct client *c)
 		    p->last_error ? p->last_error : "server login failed");
 }
 
+/* Servers of every pool of a database (by client-visible name) or a backend user. */
+static int servers_where(const struct sluice *ctx, const char *dbname, const char *user)
+{
+	const struct list *it;
+	int n = 0;
+	for (it = ctx->pools.next; it != &ctx->pools; it = it->next) {
+		const struct pool *p = container_of(it, struct pool, node);
+		if ((dbname && strcmp(p->dbname, dbname) == 0) || (user && strcmp(p->user, user) == 0))
+			n += pool_server_count(p);
+	}
+	return n;
+}
+
+enum launch_verdict {
+	LAUNCH_OK,
+	LAUNCH_POOL_FULL,   /* pool_size (and reserve) reached */
+	LAUNCH_DB_FULL,     /* max_db_connections reached */
+	LAUNCH_USER_FULL,   /* max_user_connections reached */
+};
+
+/*
+ * May the pool open one more server?  Within pool_size, plus
+ * reserve_pool_size once a client has waited reserve_pool_timeout, and
+ * within max_db_connections / max_user_connections across pools.
+ */
+static enum launch_verdict launch_verdict(const struct pool *pool)
+{
+	const struct config *cfg = pool->ctx->cfg;
+	int n = pool_server_count(pool), limit = pool->pool_size;
+	const struct list *first = statlist_first(&pool->cl_waiting);
+
+	if (limit && first && cfg->reserve_pool_size > 0) {
+		const struct client *c = container_of(first, struct client, node);
+		if (sluice_now(pool->ctx) - c->wait_start_ms >=
+		    (uint64_t)(cfg->reserve_pool_timeout * 1000.0))
+			limit += cfg->reserve_pool_size;
+	}
+	if (limit && n >= limit)
+		return LAUNCH_POOL_FULL;
+	if (cfg->max_db_connections &&
+	    servers_where(pool->ctx, pool->dbname, NULL) >= cfg->max_db_connections)
+		return LAUNCH_DB_FULL;
+	if (cfg->max_user_connections &&
+	    servers_where(pool->ctx, NULL, pool->user) >= cfg->max_user_connections)
+		return LAUNCH_USER_FULL;
+	return LAUNCH_OK;
+}
+
+static bool can_launch(const struct pool *pool)
+{
+	return launch_verdict(pool) == LAUNCH_OK;
+}
+
+/*
+ * A database or user limit is reached while this pool has clients waiting:
+ * close the longest idle server of another pool sharing the limit, as
+ * PgBouncer does, so one pool's idle servers cannot starve another.
+ */
+static bool evict_for(struct pool *pool, enum launch_verdict why)
+{
+	struct list *it;
+	for (it = pool->ctx->pools.next; it != &pool->ctx->pools; it = it->next) {
+		struct pool *other = container_of(it, struct pool, node);
+		bool shares = why == LAUNCH_DB_FULL ? strcmp(other->dbname, pool->dbname) == 0
+						    : strcmp(other->user, pool->user) == 0;
+		struct list *idle = statlist_first(&other->sv_idle);
+		if (other == pool || !shares || !idle)
+			continue;
+		server_close(container_of(idle, struct server, node),
+			     why == LAUNCH_DB_FULL ? "evicted for max_db_connections"
+						   : "evicted for max_user_connections");
+		return true;
+	}
+	return false;
+}
+
 void pool_launch_if_needed(struct pool *pool)
 {
 	if (pool->ctx->shutting_down || pool_in_retry_backoff(pool))
@@ -245,15 +321,48 @@ void pool_launch_if_needed(struct pool *pool)
 	/* The first login teaches the pool its parameters: one is enough. */
 	if (!pool->have_welcome && want > 0)
 		want = 1;
-	while (statlist_count(&pool->sv_login) < want &&
-	       (pool->pool_size == 0 || pool_server_count(pool) < pool->pool_size))
-		server_launch(pool);
+	while (statlist_count(&pool->sv_login) < want) {
+		enum launch_verdict v = launch_verdict(pool);
+		if (v == LAUNCH_OK)
+			server_launch(pool);
+		else if (v == LAUNCH_POOL_FULL || !evict_for(pool, v))
+			break;
+	}
+}
+
+int pool_client_count_where(const struct sluice *ctx, const char *dbname, const char *user)
+{
+	const struct list *it, *ci;
+	int n = 0;
+	for (it = ctx->pools.next; it != &ctx->pools; it = it->next) {
+		const struct pool *p = container_of(it, struct pool, node);
+		const struct statlist *lists[] = {&p->cl_login, &p->cl_active, &p->cl_waiting};
+		if (dbname && strcmp(p->dbname, dbname) == 0) {
+			for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+				n += statlist_count(lists[i]);
+			continue;
+		}
+		if (!user)
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+			for (ci = lists[i]->head.next; ci != &lists[i]->head; ci = ci->next)
+				n += strcmp(container_of(ci, struct client, node)->username, user) == 0;
+	}
+	return n;
+}
+
+/* An idle server: the most recently used (warm caches), or the longest idle
+ * with server_round_robin (spreads load over replicas behind one address). */
+static struct list *idle_pick(const struct pool *p)
+{
+	return p->ctx->cfg->server_round_robin ? statlist_first(&p->sv_idle)
+					       : statlist_last(&p->sv_idle);
 }
 
 bool pool_request_server(struct client *c)
 {
 	struct pool *p = c->pool;
-	struct list *e = statlist_last(&p->sv_idle);
+	struct list *e = idle_pick(p);
 
 	if (e) {
 		struct server *s = container_of(e, struct server, node);
@@ -272,7 +381,7 @@ bool pool_request_server(struct client *c)
 
 void pool_request_lookup(struct pool *pool, struct client *c)
 {
-	struct list *e = statlist_last(&pool->sv_idle);
+	struct list *e = idle_pick(pool);
 
 	c->auth_pool = pool;
 	if (e) {
@@ -512,7 +621,7 @@ static void keep_min_pool(struct pool *p, const struct config *cfg)
 	if (p->ctx->shutting_down || pool_in_retry_backoff(p))
 		return;
 	while (statlist_count(&p->sv_login) == 0 && pool_server_count(p) < cfg->min_pool_size &&
-	       (p->pool_size == 0 || pool_server_count(p) < p->pool_size))
+	       can_launch(p))
 		server_launch(p);
 }
 

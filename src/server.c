@@ -458,6 +458,8 @@ static void start_connect(struct server *s)
 	const char *kw[MAX_KEYWORDS + 1], *val[MAX_KEYWORDS + 1];
 	int n = 0;
 	bool have_db = false, have_ssl = false, have_fallback = false, have_pw = false;
+	bool have_ka = false;
+	char ka[4][16];
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(p->conninfo, &err);
 
@@ -492,6 +494,7 @@ static void start_connect(struct server *s)
 		have_ssl |= !strcmp(k, "sslmode");
 		have_fallback |= !strcmp(k, "fallback_application_name");
 		have_pw |= !strcmp(k, "password") || !strcmp(k, "passfile");
+		have_ka |= !strncmp(k, "keepalives", 10) || !strcmp(k, "tcp_user_timeout");
 		ADD(k, o->val);
 	}
 	if (!have_db)
@@ -534,6 +537,20 @@ static void start_connect(struct server *s)
 	}
 	if (!have_fallback)
 		ADD("fallback_application_name", "sluice");
+	/* tcp_keepalive & co. for server sockets, unless the conninfo says. */
+	if (!have_ka) {
+		const struct config *kc = p->ctx->cfg;
+		ADD("keepalives", kc->tcp_keepalive ? "1" : "0");
+		int v[4] = {kc->tcp_keepidle, kc->tcp_keepintvl, kc->tcp_keepcnt, kc->tcp_user_timeout};
+		const char *k[4] = {"keepalives_idle", "keepalives_interval", "keepalives_count",
+				    "tcp_user_timeout"};
+		for (int i = 0; i < 4; i++) {
+			if (!v[i])
+				continue;
+			snprintf(ka[i], sizeof(ka[i]), "%d", v[i]);
+			ADD(k[i], ka[i]);
+		}
+	}
 #undef ADD
 	kw[n] = val[n] = NULL;
 

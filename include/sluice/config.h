@@ -111,6 +111,18 @@ struct config {
 	double server_idle_timeout;
 	double server_lifetime;
 	int min_pool_size;
+	int reserve_pool_size;
+	double reserve_pool_timeout;
+	int max_db_connections;
+	int max_user_connections;
+	int max_db_client_connections;
+	int max_user_client_connections;
+	bool server_round_robin;
+	bool tcp_keepalive;
+	int tcp_keepidle;
+	int tcp_keepintvl;
+	int tcp_keepcnt;
+	int tcp_user_timeout;
 	double server_login_retry;
 	int pkt_buf;
 	struct config_strlist ignore_startup_parameters;

@@ -59,6 +59,9 @@ void pool_free_all(struct sluice *ctx);
 
 int pool_server_count(const struct pool *pool);
 
+/* Clients (any state) of a database's pools, or with a given user name. */
+int pool_client_count_where(const struct sluice *ctx, const char *dbname, const char *user);
+
 void pool_client_set_state(struct client *c, enum client_state st);
 void pool_server_set_state(struct server *s, enum server_state st);
 

@@ -1572,6 +1572,84 @@ EOF
     assert_contains "$out" "does not exist" "permanent login error fails fast"
 }
 
+# Client limits per database and per user refuse the client over the limit
+# with 53300 naming the limit; others are not affected.
+test_client_limits() {
+    local out h1 h2
+    start_sluice main <<'EOF'
+max_db_client_connections = 2;
+max_user_client_connections = 3;
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; },
+              { name = "app2"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    bg_start "$T_DIR/h1.out" "$PYTHON" "$PGWIRE" --port "$SLUICE_PORT" connect --hold 20
+    bg_start "$T_DIR/h2.out" "$PYTHON" "$PGWIRE" --port "$SLUICE_PORT" connect --hold 20
+    wait_until 10 grep -q '^OK' "$T_DIR/h1.out" || fail "holder 1 did not log in"
+    wait_until 10 grep -q '^OK' "$T_DIR/h2.out" || fail "holder 2 did not log in"
+    out=$(pgwire connect)
+    assert_contains "$out" "ERROR C=53300 " "third client of database app"
+    assert_contains "$out" "max_db_client_connections" "limit named"
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app2 -c "SELECT 'other-db'" 2>&1)
+    assert_eq "other-db" "$out" "another database is not limited by app's clients"
+    bg_start "$T_DIR/h3.out" "$PYTHON" "$PGWIRE" --port "$SLUICE_PORT" --db app2 connect --hold 20
+    wait_until 10 grep -q '^OK' "$T_DIR/h3.out" || fail "holder 3 did not log in"
+    out=$(pgwire --db app2 connect)
+    assert_contains "$out" "ERROR C=53300 " "fourth client of user app"
+    assert_contains "$out" "max_user_client_connections" "user limit named"
+}
+
+# max_db_connections caps servers over all pools of a database; the reserve
+# pool opens extra servers only after reserve_pool_timeout; round robin
+# hands idle servers out in turn.
+test_server_limits_reserve_round_robin() {
+    local i pids=() max=0 n out
+    start_sluice main <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 5;
+max_db_connections = 2;
+databases = ( { name = "lim"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app"; } );
+EOF
+    for i in 1 2 3 4 5 6; do
+        PGAPPNAME=it_dblimit psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U "$([ $((i % 2)) = 0 ] && echo app || echo md5user)" \
+            -d lim -c "SELECT pg_sleep(0.7)" >/dev/null 2>&1 &
+        pids+=($!)
+    done
+    for i in $(seq 1 25); do
+        n=$(psql_direct -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND usename IN ('app', 'md5user') AND query = 'SELECT pg_sleep(0.7)' AND state = 'active'")
+        [ "$n" -gt "$max" ] && max=$n
+        sleep 0.1
+    done
+    wait "${pids[@]}" || fail "a client of the limited database failed"
+    assert_int "$max" -le 2 "concurrent backends under max_db_connections = 2"
+    assert_int "$max" -ge 1 "backends were used"
+    stop_sluice main
+
+    start_sluice reserve <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 1;
+reserve_pool_size = 1;
+reserve_pool_timeout = 0.5;
+server_round_robin = true;
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=md5user"; } );
+EOF
+    psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app -c "SELECT pg_sleep(2)" >/dev/null 2>&1 &
+    pids=($!)
+    sleep 0.3
+    local t0=$SECONDS
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app -c "SELECT 'reserve'" 2>&1)
+    assert_eq "reserve" "$out" "second client served"
+    assert_int $((SECONDS - t0)) -lt 2 "served by the reserve before the first query ended"
+    assert_eq 2 "$(backend_count app md5user)" "pool size 1 + reserve 1"
+    wait "${pids[@]}"
+    # Round robin: with two idle servers, consecutive queries alternate.
+    local a b c
+    a=$(psql_pooler -c "SELECT pg_backend_pid()")
+    b=$(psql_pooler -c "SELECT pg_backend_pid()")
+    c=$(psql_pooler -c "SELECT pg_backend_pid()")
+    assert_ne "$a" "$b" "round robin: next server"
+    assert_eq "$a" "$c" "round robin: back to the first"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
