@@ -40,24 +40,6 @@ static struct authfile *load_ok(const char *path)
 	return af;
 }
 
-/* Write `len` bytes to a fresh temporary file; returns its malloc'd path. */
-static char *write_temp(const char *data, size_t len)
-{
-	const char *tmp = getenv("TMPDIR");
-	char *path;
-	int fd;
-
-	if (!tmp || !*tmp)
-		tmp = "/tmp";
-	path = xmalloc(strlen(tmp) + 32);
-	sprintf(path, "%s/authfile-XXXXXX", tmp);
-	fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-	close(fd);
-	return path;
-}
-
 /* ---------------------------------------------------------------------- */
 /* A good file */
 
@@ -117,7 +99,7 @@ END_TEST
 
 START_TEST(test_empty_and_null)
 {
-	char *path = write_temp("; only comments\n\n   \n# here\n", 27);
+	char *path = unit_write_temp("; only comments\n\n   \n# here\n", 27);
 	struct authfile *af = load_ok(path);
 
 	ck_assert_uint_eq(authfile_count(af), 0);
@@ -126,7 +108,7 @@ START_TEST(test_empty_and_null)
 	unlink(path);
 	free(path);
 
-	path = write_temp("", 0);
+	path = unit_write_temp("", 0);
 	af = load_ok(path);
 	ck_assert_uint_eq(authfile_count(af), 0);
 	authfile_free(af);
@@ -148,7 +130,7 @@ START_TEST(test_many_users)
 
 	for (size_t i = n; i > 0; i--)
 		len += (size_t)snprintf(text + len, cap - len, "\"user%zu\" \"pw%zu\"\n", i, i * 7);
-	path = write_temp(text, len);
+	path = unit_write_temp(text, len);
 	af = load_ok(path);
 	ck_assert_uint_eq(authfile_count(af), n);
 	for (size_t i = 1; i <= n; i++) {
@@ -220,7 +202,7 @@ END_TEST
 START_TEST(test_nul_byte)
 {
 	static const char data[] = "\"bob\" \"ok\"\n\"ali\0ce\" \"pw\"\n";
-	char *path = write_temp(data, sizeof(data) - 1);
+	char *path = unit_write_temp(data, sizeof(data) - 1);
 	char err[512], want[512];
 
 	ck_assert_ptr_null(authfile_load(path, err, sizeof(err)));
@@ -249,7 +231,7 @@ START_TEST(test_limits)
 	len += slen;
 	memcpy(text + len, "\"\n", 2);
 	len += 2;
-	path = write_temp(text, len);
+	path = unit_write_temp(text, len);
 	af = authfile_load(path, err, sizeof(err));
 	if (_i == 0) {
 		ck_assert_msg(af != NULL, "%s", err);

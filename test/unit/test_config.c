@@ -41,60 +41,15 @@ static const char *value(const struct config *cfg, const char *name)
 	return buf;
 }
 
-static int count_lines(const char *s)
-{
-	int n = *s ? 1 : 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
-/* Write text to a fresh temporary file; returns its malloc'd path. */
-static char *write_temp(const char *text)
-{
-	const char *tmp = getenv("TMPDIR");
-	char *path;
-	FILE *f;
-	int fd;
-
-	ck_assert_int_gt(asprintf(&path, "%s/sluice-config-XXXXXX", tmp ? tmp : "/tmp"), 0);
-	fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	f = fdopen(fd, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
 /* Load text as a config file; the path is returned for error prefixes. */
 static struct config *load_text(const char *text, char **path, char *err, size_t errlen)
 {
 	struct config *cfg;
 
-	*path = write_temp(text);
+	*path = unit_write_temp_str(text);
 	cfg = config_load(*path, err, errlen);
 	unlink(*path);
 	return cfg;
-}
-
-static char *read_all(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	ck_assert_msg(f != NULL, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -281,7 +236,7 @@ START_TEST(test_etc_sluice_conf)
 	char err[2048];
 	struct config *cfg = config_load("etc/sluice.conf", err, sizeof(err));
 	struct config *def = config_defaults();
-	char *text = read_all("etc/sluice.conf");
+	char *text = unit_read_all("etc/sluice.conf");
 	size_t n;
 	const struct config_param *p = config_params(&n);
 
@@ -306,7 +261,7 @@ END_TEST
 /* doc/config.md has a section, a default and a reload note for every setting. */
 START_TEST(test_doc_covers_every_setting)
 {
-	char *text = read_all("doc/config.md");
+	char *text = unit_read_all("doc/config.md");
 	size_t n;
 	const struct config_param *p = config_params(&n);
 
@@ -372,7 +327,7 @@ START_TEST(test_bad_file)
 	snprintf(want, sizeof(want), "%s:%s", path, bad_files[_i].prefix);
 	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "got:\n%s\nwant prefix:\n%s", err,
 		      want);
-	ck_assert_int_eq(count_lines(err), bad_files[_i].lines);
+	ck_assert_int_eq(unit_count_lines(err), bad_files[_i].lines);
 }
 END_TEST
 

@@ -41,33 +41,6 @@ Suite *hba_suite(void);
 /* ---------------------------------------------------------------------- */
 /* Helpers */
 
-static int count_lines(const char *s)
-{
-	int n = *s ? 1 : 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
-
-/* Write text to a fresh temporary file; returns its malloc'd path. */
-static char *write_temp(const char *text)
-{
-	const char *tmp = getenv("TMPDIR");
-	char *path;
-	FILE *f;
-	int fd;
-
-	ck_assert_int_gt(asprintf(&path, "%s/sluice-hba-XXXXXX", tmp ? tmp : "/tmp"), 0);
-	fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	f = fdopen(fd, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
-}
-
 /* Build a TCP request from an address literal (or a Unix one for NULL). */
 static struct hba_request request(const char *ip, const char *db, const char *user, bool tls,
 				  struct sockaddr_storage *ss)
@@ -356,7 +329,7 @@ START_TEST(test_bad_file)
 	snprintf(want, sizeof(want), DATA "%s:%s", errfile, bad_files[_i].prefix);
 	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "got:\n%s\nwant prefix:\n%s", err,
 		      want);
-	ck_assert_msg(count_lines(err) == 1, "more than one problem:\n%s", err);
+	ck_assert_msg(unit_count_lines(err) == 1, "more than one problem:\n%s", err);
 }
 END_TEST
 
@@ -462,7 +435,7 @@ END_TEST
 /* A TCP request without an IP address matches only `all` addresses. */
 START_TEST(test_tcp_without_ip)
 {
-	char *path = write_temp("host all all 0.0.0.0/0 trust\n"
+	char *path = unit_write_temp_str("host all all 0.0.0.0/0 trust\n"
 			       "host all all ::/0 trust\n"
 			       "host all all all md5\n");
 	char err[256];
@@ -486,7 +459,7 @@ END_TEST
 /* CRLF line ends, including a continuation backslash before CRLF. */
 START_TEST(test_crlf)
 {
-	char *path = write_temp("# crlf\r\n"
+	char *path = unit_write_temp_str("# crlf\r\n"
 			       "host all all \\\r\n"
 			       "  10.0.0.0/8 md5\r\n"
 			       "local all all trust\r\n");
@@ -512,14 +485,14 @@ END_TEST
 /* An absolute @file path is used as is. */
 START_TEST(test_include_absolute)
 {
-	char *list = write_temp("zed\n");
+	char *list = unit_write_temp_str("zed\n");
 	char *text, *path, err[512];
 	struct hba *h;
 	struct sockaddr_storage ss;
 	struct hba_request req;
 
 	ck_assert_int_gt(asprintf(&text, "local all @%s trust\n", list), 0);
-	path = write_temp(text);
+	path = unit_write_temp_str(text);
 	h = hba_load(path, err, sizeof(err));
 	unlink(path);
 	unlink(list);

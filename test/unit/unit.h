@@ -14,4 +14,10 @@ Suite *hba_suite(void);
 Suite *scram_suite(void);
 Suite *authfile_suite(void);
 
+/* Shared helpers (unit_util.c). */
+char *unit_write_temp(const char *data, size_t len);  /* malloc'd path */
+char *unit_write_temp_str(const char *text);
+char *unit_read_all(const char *path);                 /* malloc'd contents */
+int unit_count_lines(const char *s);
+
 #endif
