@@ -174,6 +174,11 @@ static const struct config_param params[] = {
 	      "reserve_pool_timeout; 0 = none."),
 	TIME_P(reserve_pool_timeout, 0, 86400, "5", RELOAD,
 	       "Seconds a client waits before the reserve pool may be used."),
+	TIME_P(server_check_delay, 0, 86400, "30", RELOAD,
+	       "Idle seconds after which a server is health-checked with server_check_query "
+	       "before a client gets it; 0 = check every time."),
+	STR_P(server_check_query, "", RELOAD,
+	      "Health-check query; empty = an empty query (the cheapest round trip)."),
 	TIME_P(server_connect_timeout, 0.1, 86400, "15", RELOAD,
 	       "Seconds a backend connect and login may take before it is abandoned."),
 	TIME_P(server_idle_timeout, 0, 86400 * 365, "600", RELOAD,
@@ -217,6 +222,9 @@ static const struct config_param params[] = {
 	LIST_P(track_extra_parameters, "IntervalStyle", RELOAD,
 	       "Startup parameters tracked per client and synced to the server, beyond the "
 	       "ones always tracked."),
+	TIME_P(transaction_timeout, 0, 86400 * 365, "0", RELOAD,
+	       "Close clients whose transaction has been open longer than this many seconds "
+	       "(its query is cancelled, the transaction rolled back); 0 = never."),
 	STR_P(unix_socket_dir, "/tmp", RESTART,
 	      "Directory for the unix socket .s.PGSQL.<port>; empty = no unix socket."),
 	OCT_P(unix_socket_mode, 0, 0777, "0777", RESTART,

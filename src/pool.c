@@ -366,6 +366,14 @@ bool pool_request_server(struct client *c)
 
 	if (e) {
 		struct server *s = container_of(e, struct server, node);
+		const struct config *cfg = p->ctx->cfg;
+		/* Long idle: check it first; the client queues and gets it (or
+		 * another) once the check passed. */
+		if (sluice_now(p->ctx) - s->idle_since_ms >= (uint64_t)(cfg->server_check_delay * 1000.0)) {
+			pool_client_set_state(c, CL_WAITING);
+			server_start_check(s);
+			return false;
+		}
 		pool_link(c, s);
 		server_prepare_for_client(s);
 		return true;
@@ -578,7 +586,13 @@ static void client_timeouts(struct pool *p, const struct config *cfg, uint64_t n
 		struct client *c = container_of(it, struct client, node);
 		struct server *s = c->server;
 		bool busy = s && (s->pending_rfq > 0 || s->ext_pending);
-		if (busy && expired(cfg->query_timeout, s->query_start_ms, now)) {
+		if (s && s->tx_status != 'I' &&
+		    expired(cfg->transaction_timeout, s->xact_start_ms, now)) {
+			if (busy)
+				cancel_server_query(p->ctx, s);
+			client_fail(c, "25P04", "transaction_timeout: transaction open longer than %g s",
+				    cfg->transaction_timeout);
+		} else if (busy && expired(cfg->query_timeout, s->query_start_ms, now)) {
 			/* Stop the backend's work too: the server is closed, but
 			 * without a cancel PostgreSQL would finish the query for
 			 * nobody. */

@@ -770,6 +770,11 @@ static void auth_row(struct server *s, const uint8_t *body, uint32_t len)
 	}
 }
 
+void server_start_check(struct server *s)
+{
+	start_query(s, STEP_CHECK, server_ctx(s)->cfg->server_check_query);
+}
+
 void server_start_step(struct server *s, enum server_step step)
 {
 	const char *q = step == STEP_ROLLBACK ? "ROLLBACK" : pool_reset_query(s->pool);
@@ -847,6 +852,14 @@ static void step_finished(struct server *s)
 		pool_server_ready(s);
 		break;
 	}
+	case STEP_CHECK:
+		if (err) {
+			slog(LOG_WARNING, s, "server_check_query failed: %s", err);
+			server_close(s, "server_check_query failed");
+		} else {
+			pool_server_ready(s);
+		}
+		break;
 	case STEP_NONE:
 		break;
 	}
@@ -923,6 +936,8 @@ static enum pkt_action idle_packet(struct server *s, uint8_t type, uint32_t len,
 
 static enum pkt_action ready_for_query(struct server *s, char status)
 {
+	if (s->tx_status == 'I' && status != 'I')
+		s->xact_start_ms = s->query_start_ms;   /* the transaction began with that query */
 	s->tx_status = status;
 	if (s->pending_rfq > 0)
 		s->pending_rfq--;

@@ -108,6 +108,9 @@ struct config {
 	double client_idle_timeout;
 	double idle_transaction_timeout;
 	double query_timeout;
+	double transaction_timeout;
+	double server_check_delay;
+	char *server_check_query;
 	double server_idle_timeout;
 	double server_lifetime;
 	int min_pool_size;

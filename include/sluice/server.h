@@ -45,6 +45,7 @@ enum server_step {
 	STEP_ROLLBACK,  /* client left inside a transaction */
 	STEP_RESET,     /* server_reset_query */
 	STEP_AUTH_QUERY, /* auth_query for a logging-in client (auth_client) */
+	STEP_CHECK,      /* server_check_query before reuse after a long idle */
 };
 
 /*
@@ -99,6 +100,7 @@ struct server {
 	uint64_t query_start_ms;    /* when the oldest unanswered query was sent */
 	uint64_t idle_tx_since_ms;  /* when it became idle inside a transaction */
 	uint64_t idle_since_ms;     /* when it last entered SV_IDLE */
+	uint64_t xact_start_ms;     /* when its current transaction began */
 };
 
 const char *server_state_name(enum server_state st);
@@ -114,6 +116,9 @@ void server_start_step(struct server *s, enum server_step step);
 
 /* Run auth_query for a logging-in client on this (unlinked) server. */
 void server_start_auth_query(struct server *s, struct client *c);
+
+/* Health-check an idle server (server_check_query); ready again when it passes. */
+void server_start_check(struct server *s);
 
 /* After a client is linked: align settings; true if the client must wait. */
 bool server_prepare_for_client(struct server *s);

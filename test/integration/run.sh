@@ -1650,6 +1650,49 @@ EOF
     assert_eq "$a" "$c" "round robin: back to the first"
 }
 
+# server_check_query runs before reusing a server idle for server_check_delay
+# (0 = always); a server failing it is closed and the client served anyway.
+# transaction_timeout ends a transaction open too long, cancelling its query.
+test_server_check_and_transaction_timeout() {
+    local v1 v2 out pid1 pid2
+    psql_direct -c "DROP SEQUENCE IF EXISTS it_check_seq" -c "CREATE SEQUENCE it_check_seq" \
+        -c "GRANT ALL ON SEQUENCE it_check_seq TO app" >/dev/null
+    start_sluice main <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 1;
+server_check_delay = 0;
+server_check_query = "SELECT nextval('it_check_seq')";
+transaction_timeout = 1;
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    psql_pooler -c "SELECT 1" >/dev/null
+    v1=$(psql_direct -c "SELECT last_value FROM it_check_seq")
+    for i in 1 2 3; do psql_pooler -c "SELECT 1" >/dev/null; done
+    v2=$(psql_direct -c "SELECT last_value FROM it_check_seq")
+    assert_int $((v2 - v1)) -ge 3 "server_check_query ran before each reuse"
+    out=$( (printf 'BEGIN;\nSELECT 1;\n'; sleep 2.5; printf 'SELECT 2;\n') |
+        psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app 2>&1)
+    assert_contains "$out" "25P04" "transaction_timeout SQLSTATE"
+    out=$(psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app \
+        -c "BEGIN" -c "SELECT pg_sleep(20)" 2>&1)
+    assert_contains "$out" "transaction_timeout" "transaction_timeout during a query"
+    wait_until 5 [ "$(active_queries "SELECT pg_sleep(20)")" = 0 ] 2>/dev/null ||
+        [ "$(active_queries "SELECT pg_sleep(20)")" = 0 ] || fail "the query kept running"
+    assert_pooler_works "after transaction_timeout"
+    stop_sluice main
+    start_sluice bad <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 1;
+server_check_delay = 0;
+server_check_query = "SELECT 1/0";
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app user=app"; } );
+EOF
+    pid1=$(psql_pooler -c "SELECT pg_backend_pid()")
+    pid2=$(psql_pooler -c "SELECT pg_backend_pid()")
+    assert_ne "$pid1" "$pid2" "a server failing its check is replaced"
+    grep -q "server_check_query failed" "$SLUICE_LOG" || fail "failed check not logged"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
