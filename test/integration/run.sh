@@ -253,6 +253,7 @@ SQL
 backend_gone() { [ "$(psql_direct -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE pid = $1")" = 0 ]; }
 
 query_is_active() { [ "$(active_queries "$1")" = 1 ]; }
+query_not_active() { [ "$(active_queries "$1")" = 0 ]; }
 
 monitor_conninfo() {
     printf 'host=%s port=%s dbname=postgres user=postgres' "$PGT_SOCK" "$PGT_PORT"
@@ -1676,8 +1677,7 @@ EOF
     out=$(psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app \
         -c "BEGIN" -c "SELECT pg_sleep(20)" 2>&1)
     assert_contains "$out" "transaction_timeout" "transaction_timeout during a query"
-    wait_until 5 [ "$(active_queries "SELECT pg_sleep(20)")" = 0 ] 2>/dev/null ||
-        [ "$(active_queries "SELECT pg_sleep(20)")" = 0 ] || fail "the query kept running"
+    wait_until 5 query_not_active "SELECT pg_sleep(20)" || fail "the query kept running"
     assert_pooler_works "after transaction_timeout"
     stop_sluice main
     start_sluice bad <<'EOF'
