@@ -102,6 +102,9 @@ static const struct config_param params[] = {
 	STR_P(auth_user, "", RELOAD,
 	      "User whose pooled backend connection runs auth_query to fetch secrets of users "
 	      "not in auth_file; empty = no lookups."),
+	TIME_P(autodb_idle_timeout, 0, 86400 * 365, "3600", RELOAD,
+	       "Pools created through the \"*\" database entry are closed and forgotten "
+	       "after this many seconds without clients; 0 = never."),
 	TIME_P(cancel_wait_timeout, 0.1, 86400, "10", RELOAD,
 	       "Seconds a forwarded cancel request may take before it is abandoned (its "
 	       "server is held back from other clients meanwhile)."),
@@ -831,6 +834,8 @@ static const struct field user_fields[] = {
 	      "User name, as sent by clients."),
 	FIELD(config_user, pool_mode, CFG_ENUM, pool_mode_names, 0, 0, false,
 	      "Pool mode for this user, overriding the global one."),
+	FIELD(config_user, pool_size, CFG_INT, NULL, 0, 100000, false,
+	      "Pool size for this user's pools, overriding the database's and default_pool_size."),
 };
 
 struct section {
@@ -859,6 +864,7 @@ static void user_init(void *entry)
 	struct config_user *u = entry;
 
 	u->pool_mode = -1;
+	u->pool_size = -1;
 }
 
 static void db_store(struct config *cfg, void *entries, int n)

@@ -109,7 +109,10 @@ void pool_apply_config(struct pool *pool, const struct config_db *db)
 
 	set_str(&pool->conninfo, db->conninfo);
 	set_str(&pool->password, db->password_env ? getenv(db->password_env) : db->password);
-	pool->pool_size = db->pool_size >= 0 ? db->pool_size : cfg->default_pool_size;
+	/* A user's pool_size wins over the database's, then default_pool_size. */
+	pool->pool_size = u && u->pool_size >= 0 ? u->pool_size
+			  : db->pool_size >= 0   ? db->pool_size
+						 : cfg->default_pool_size;
 	/* A user's pool_mode wins over the database's, as in PgBouncer. */
 	if (u && u->pool_mode >= 0)
 		pool->pool_mode = u->pool_mode;
@@ -143,25 +146,63 @@ struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
 	statlist_init(&p->sv_tested);
 	statlist_init(&p->auth_waiting);
 	pool_apply_config(p, db);
+	p->autodb = strcmp(db->name, "*") == 0;
+	p->last_client_ms = sluice_now(ctx);
 	list_insert_before(&ctx->pools, &p->node);
 	log_debug("new pool %s/%s (size %d, %s mode)", dbname, user, p->pool_size,
 		  config_pool_mode_name(p->pool_mode));
 	return p;
 }
 
-void pool_free_all(struct sluice *ctx)
+static void pool_free(struct pool *p)
 {
-	struct list *it, *tmp;
-	list_for_each_safe(it, tmp, &ctx->pools) {
-		struct pool *p = container_of(it, struct pool, node);
-		list_del(&p->node);
-		free(p->dbname);
+	list_del(&p->node);
+	free(p->dbname);
 		free(p->user);
 		free(p->conninfo);
 		free(p->password);
 		free(p->last_error);
-		vars_free(&p->welcome);
-		free(p);
+	vars_free(&p->welcome);
+	free(p);
+}
+
+void pool_free_all(struct sluice *ctx)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		pool_free(container_of(it, struct pool, node));
+	}
+}
+
+/*
+ * autodb_idle_timeout: a pool made for a database name matched only by "*"
+ * is closed once it had no clients for that long, and freed when the last
+ * of its servers has been freed (closed servers still point at it).
+ */
+static bool expired(double t, uint64_t since, uint64_t now);
+
+static bool pool_unused(const struct pool *p)
+{
+	return !statlist_count(&p->cl_login) && !statlist_count(&p->cl_active) &&
+	       !statlist_count(&p->cl_waiting) && !statlist_count(&p->auth_waiting);
+}
+
+static void autodb_janitor(struct pool *p, const struct config *cfg, uint64_t now)
+{
+	struct list *it, *tmp;
+
+	if (!pool_unused(p)) {
+		p->last_client_ms = now;
+		return;
+	}
+	if (!p->autodb || !expired(cfg->autodb_idle_timeout, p->last_client_ms, now))
+		return;
+	statlist_for_each_safe(it, tmp, &p->sv_idle) {
+		server_close(container_of(it, struct server, node), "autodb_idle_timeout");
+	}
+	if (pool_server_count(p) == 0 && p->closing_servers == 0) {
+		log_debug("closing pool %s/%s (autodb_idle_timeout)", p->dbname, p->user);
+		pool_free(p);
 	}
 }
 
@@ -652,5 +693,6 @@ void pool_janitor(struct sluice *ctx)
 		server_timeouts(p, cfg, now);
 		pool_launch_if_needed(p);
 		keep_min_pool(p, cfg);
+		autodb_janitor(p, cfg, now);
 	}
 }

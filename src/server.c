@@ -92,6 +92,8 @@ static void server_free(struct server *s)
 		free(s->auth_secret);
 	}
 	ctx->n_servers--;
+	if (s->state == SV_CLOSED)
+		s->pool->closing_servers--;
 	free(s);
 }
 
@@ -147,6 +149,7 @@ void server_close(struct server *s, const char *reason)
 		client_fail(c, "08006", "authentication lookup failed: %s", reason);
 	}
 	pool_server_set_state(s, SV_CLOSED);
+	s->pool->closing_servers++;
 	if (s->cancels_inflight)
 		cancel_server_gone(ctx, s);
 

@@ -77,6 +77,7 @@ struct config_db {
 struct config_user {
 	char *name;
 	int pool_mode;      /* -1 = use the global pool_mode */
+	int pool_size;      /* -1 = use the database's or default_pool_size */
 	int line;
 };
 
@@ -113,6 +114,7 @@ struct config {
 	char *server_check_query;
 	double server_idle_timeout;
 	double server_lifetime;
+	double autodb_idle_timeout;
 	int min_pool_size;
 	int reserve_pool_size;
 	double reserve_pool_timeout;

@@ -42,6 +42,10 @@ struct pool {
 	struct varlist welcome;     /* ParameterStatus of the first login */
 	bool have_welcome;
 
+	bool autodb;                /* created through the "*" entry */
+	uint64_t last_client_ms;    /* when it last had a client (autodb_idle_timeout) */
+	int closing_servers;        /* closed servers not freed yet (they point here) */
+
 	char *last_error;           /* last failed backend login, or NULL */
 	char last_sqlstate[6];
 	bool last_error_permanent;  /* waiting will not help (auth, no database) */

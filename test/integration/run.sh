@@ -1693,6 +1693,39 @@ EOF
     grep -q "server_check_query failed" "$SLUICE_LOG" || fail "failed check not logged"
 }
 
+# A users entry's pool_size wins over default_pool_size; pools made through
+# the "*" entry are closed after autodb_idle_timeout without clients.
+test_user_pool_size_and_autodb() {
+    local i pids=() max=0 n out
+    start_sluice main <<'EOF'
+pool_mode = "transaction";
+default_pool_size = 5;
+autodb_idle_timeout = 1;
+users = ( { name = "app"; pool_size = 1; } );
+databases = ( { name = "app"; conninfo = "host=$PGT_SOCK port=$PGT_PORT dbname=app"; },
+              { name = "*"; conninfo = "host=$PGT_SOCK port=$PGT_PORT user=md5user"; } );
+EOF
+    for i in 1 2 3; do
+        psql_pooler -c "SELECT pg_sleep(0.6)" >/dev/null &
+        pids+=($!)
+    done
+    for i in $(seq 1 15); do
+        n=$(active_queries "SELECT pg_sleep(0.6)")
+        [ "$n" -gt "$max" ] && max=$n
+        sleep 0.1
+    done
+    wait "${pids[@]}" || fail "a client of the size-1 user pool failed"
+    assert_eq 1 "$max" "concurrent backends with the user's pool_size = 1"
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d postgres -c "SELECT current_database() || '/' || current_user")
+    assert_eq "postgres/md5user" "$out" "wildcard database served"
+    assert_eq 1 "$(backend_count postgres md5user)" "wildcard pool's server after use"
+    wait_until 10 md5user_on_postgres_gone || fail "autodb_idle_timeout did not close the wildcard pool's server"
+    out=$(psql -X -q -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d postgres -c "SELECT 'again'")
+    assert_eq "again" "$out" "wildcard pool made again after it was forgotten"
+}
+
+md5user_on_postgres_gone() { [ "$(backend_count postgres md5user)" = 0 ]; }
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits

@@ -60,7 +60,7 @@ START_TEST(test_table_sorted_and_complete)
 	size_t n;
 	const struct config_param *p = config_params(&n);
 
-	ck_assert_uint_eq(n, 63);
+	ck_assert_uint_eq(n, 64);
 	for (size_t i = 0; i < n; i++) {
 		ck_assert_ptr_nonnull(p[i].def);
 		ck_assert_msg(p[i].help && strlen(p[i].help) > 10, "%s has no help", p[i].name);
@@ -497,7 +497,7 @@ static const struct {
 	{ "unix_socket_mode = 0.5;", "unix_socket_mode: wrong type: expected an octal mode "
 	  "(0777 or \"0777\"), got a float" },
 	{ "users = ( { pool_mode = \"session\"; } );", "users[0].name: required setting is missing" },
-	{ "users = ( { name = \"u\"; pool_size = 3; } );", "users[0].pool_size: unknown setting" },
+	{ "users = ( { name = \"u\"; max_conns = 3; } );", "users[0].max_conns: unknown setting" },
 	{ "databases = ( { name = 5; conninfo = \"host=x\"; } );",
 	  "databases[0].name: wrong type: expected a string, got an integer" },
 	{ "databases = ( { name = \"a\"; conninfo = \"host=x\"; user = \"\"; } );",
