@@ -1726,6 +1726,50 @@ EOF
 
 md5user_on_postgres_gone() { [ "$(backend_count postgres md5user)" = 0 ]; }
 
+# server_connect_timeout: a "database" that accepts TCP and never answers
+# makes the login time out; the waiting client is failed by
+# query_wait_timeout, and nothing else is affected.  tcp_keepalive settings
+# are visible on the client's socket.
+test_server_connect_timeout_and_keepalive() {
+    local port out
+    port=$(free_port)
+    "$PYTHON" - "$port" "$T_DIR/silent.ready" <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+open(sys.argv[2], "w").close()
+held = []
+end = time.time() + 30
+s.settimeout(1)
+while time.time() < end:
+    try:
+        held.append(s.accept()[0])   # accept, then say nothing
+    except socket.timeout:
+        pass
+PY
+    bg_track $!
+    wait_until 5 [ -e "$T_DIR/silent.ready" ] || fail "silent server did not start"
+    start_sluice main <<EOF
+server_connect_timeout = 1;
+query_wait_timeout = 3;
+tcp_keepidle = 77;
+databases = ( { name = "silent"; conninfo = "host=127.0.0.1 port=$port dbname=x user=x"; },
+              { name = "app"; conninfo = "host=\$PGT_SOCK port=\$PGT_PORT dbname=app user=app"; } );
+EOF
+    out=$(psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d silent -c "SELECT 1" 2>&1)
+    assert_contains "$out" "timeout" "client of an unresponsive database is failed by a timeout"
+    grep -q "server_connect_timeout" "$SLUICE_LOG" || fail "server_connect_timeout not logged"
+    # keepalive with tcp_keepidle = 77 s on an accepted client socket.
+    bg_start "$T_DIR/held.out" "$PYTHON" "$PGWIRE" --port "$SLUICE_PORT" connect --hold 10
+    wait_until 10 grep -q '^OK' "$T_DIR/held.out" || fail "held client did not log in"
+    out=$(ss -tnoH state established "( sport = :$SLUICE_PORT )" 2>&1)
+    assert_contains "$out" "keepalive" "keepalive timer on the client socket"
+    assert_match "$out" "keepalive,1min1[0-7]sec" "tcp_keepidle applied"
+    assert_pooler_works "after the unresponsive database"
+}
+
 # Runs last: no password used anywhere in this suite reaches a Sluice log.
 test_zz_no_passwords_in_logs() {
     local hits
