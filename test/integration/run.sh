@@ -1753,13 +1753,13 @@ PY
     wait_until 5 [ -e "$T_DIR/silent.ready" ] || fail "silent server did not start"
     start_sluice main <<EOF
 server_connect_timeout = 1;
-query_wait_timeout = 3;
+client_login_timeout = 3;
 tcp_keepidle = 77;
 databases = ( { name = "silent"; conninfo = "host=127.0.0.1 port=$port dbname=x user=x"; },
               { name = "app"; conninfo = "host=\$PGT_SOCK port=\$PGT_PORT dbname=app user=app"; } );
 EOF
     out=$(psql -X -q -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d silent -c "SELECT 1" 2>&1)
-    assert_contains "$out" "timeout" "client of an unresponsive database is failed by a timeout"
+    assert_contains "$out" "client_login_timeout" "client of an unresponsive database failed by Sluice's timeout"
     grep -q "server_connect_timeout" "$SLUICE_LOG" || fail "server_connect_timeout not logged"
     # keepalive with tcp_keepidle = 77 s on an accepted client socket.
     bg_start "$T_DIR/held.out" "$PYTHON" "$PGWIRE" --port "$SLUICE_PORT" connect --hold 10
