@@ -15,9 +15,9 @@ PROG=install-deps
 
 PACKAGES=(
     gcc make pkg-config
-    libuv1-dev libpq-dev libssl-dev libconfig-dev check
+    libuv1-dev libpq-dev libssl-dev libconfig-dev libhttp-parser-dev check
     postgresql-15 postgresql-client-15
-    openssl iproute2 procps python3
+    openssl iproute2 procps python3 curl
 )
 PACKAGES+=("$@")
 

@@ -233,7 +233,8 @@ enum auth_result auth_start(struct client *c)
 	struct auth_state *a = xcalloc(1, sizeof(*a));
 	c->auth = a;
 	a->method = m;
-	if (!secret && ctx->cfg->auth_user[0])
+	/* Console users come from auth_file only (no lookup through a database). */
+	if (!secret && ctx->cfg->auth_user[0] && !c->admin)
 		return start_lookup(c);
 	return begin_exchange(c, secret);
 }

@@ -15,6 +15,7 @@
  * when a transaction is over.
  */
 #include "sluice/client.h"
+#include "sluice/admin.h"
 #include "sluice/auth.h"
 #include "sluice/cancel.h"
 #include "sluice/config.h"
@@ -23,6 +24,7 @@
 #include "sluice/proto.h"
 #include "sluice/server.h"
 #include "sluice/sluice.h"
+#include "sluice/stats.h"
 #include "sluice/tls.h"
 
 #include <ctype.h>
@@ -106,6 +108,7 @@ static void client_on_closed(struct conn *conn)
 	}
 	close(conn->fd);
 	auth_state_free(c);
+	admin_client_free(c);
 	c->ctx->n_clients--;
 	vars_free(&c->vars);
 	free(c->dbname);
@@ -131,6 +134,10 @@ static void client_detach(struct client *c, const char *reason)
 		client_log_who(c, &who);
 		log_write(LOG_INFO, &who, kv, ARRAY_SIZE(kv), "closing client connection");
 	}
+	if (c->pool) {
+		c->pool->stats.total.received += c->conn.bytes_in;
+		c->pool->stats.total.sent += c->conn.bytes_out;
+	}
 	cancel_unregister(c->ctx, c);
 	pool_cancel_lookup(c);
 	pool_client_gone(c);
@@ -153,7 +160,8 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	clog(c->state == CL_LOGIN ? LOG_INFO : LOG_WARNING, c, "%s (%s)", msg, sqlstate);
+	if (c->ctx->cfg->log_pooler_errors)
+		clog(c->state == CL_LOGIN ? LOG_INFO : LOG_WARNING, c, "%s (%s)", msg, sqlstate);
 	client_detach(c, msg);
 	pktbuf_write_ErrorResponse(&c->conn.out, "FATAL", sqlstate, msg);
 	conn_close_after_flush(&c->conn);
@@ -229,6 +237,19 @@ static char *forced_user(const struct config_db *db)
 	return found;
 }
 
+static bool login_continue(struct client *c, const struct startup *st, const char *const *unknown,
+			   int nunknown, bool trusted);
+
+/* The console: access is decided before any password is asked. */
+static bool admin_startup(struct client *c, const struct startup *st, const char *const *unknown,
+			  int nunknown)
+{
+	bool trusted;
+	if (!admin_client_startup(c, &trusted))
+		return false;
+	return login_continue(c, st, unknown, nunknown, trusted);
+}
+
 /* Handle a StartupMessage.  Returns false when the client was failed. */
 static bool client_startup(struct client *c, const struct startup *st)
 {
@@ -256,6 +277,7 @@ static bool client_startup(struct client *c, const struct startup *st)
 	const char *db = proto_startup_get(st, "database");
 	c->username = xstrdup(user);
 	c->dbname = xstrdup(db && db[0] ? db : user);
+	bool console = admin_is_console_db(c->dbname);
 
 	for (int i = 0; i < st->nparams; i++) {
 		const char *name = st->params[i].name, *value = st->params[i].value;
@@ -280,13 +302,22 @@ static bool client_startup(struct client *c, const struct startup *st)
 			vars_set(&c->vars, tracked, value);
 			continue;
 		}
+		if (console)
+			continue;   /* drivers' extras are harmless on the console */
 		client_fail(c, "08P01", "unsupported startup parameter: %s", name);
 		return false;
 	}
+	if (console)
+		return admin_startup(c, st, unknown, nunknown);
 
 	const struct config_db *dbe = config_find_db(cfg, c->dbname);
 	if (!dbe) {
 		client_fail(c, "3D000", "no such database: %s", c->dbname);
+		return false;
+	}
+	const struct db_flags *flags = sluice_db_flags(c->ctx, c->dbname, false);
+	if (flags && flags->disabled) {
+		client_fail(c, "57P03", "database does not allow connections: %s (DISABLE)", c->dbname);
 		return false;
 	}
 	char *backend_user = forced_user(dbe);
@@ -309,13 +340,20 @@ static bool client_startup(struct client *c, const struct startup *st)
 	c->pool = pool_get(c->ctx, c->dbname, backend_user ? backend_user : c->username, dbe);
 	free(backend_user);
 
+	return login_continue(c, st, unknown, nunknown, false);
+}
+
+/* Protocol negotiation, the log line, then authentication. */
+static bool login_continue(struct client *c, const struct startup *st, const char *const *unknown,
+			   int nunknown, bool trusted)
+{
 	/* Protocol 3.x with a newer minor or _pq_ options: say what we speak. */
 	if ((st->version & 0xffff) != 0 || nunknown)
 		pktbuf_write_NegotiateProtocolVersion(&c->conn.out, PROTO_VERSION_3_0, unknown, nunknown);
-	if (cfg->log_connections)
+	if (c->ctx->cfg->log_connections)
 		clog(LOG_INFO, c, "login attempt: db=%s user=%s tls=%s", c->dbname, c->username,
 		     c->conn.ssl ? tls_version(c->conn.ssl) : "no");
-	switch (auth_start(c)) {
+	switch (trusted ? AUTH_OK : auth_start(c)) {
 	case AUTH_FAILED:
 		return false;
 	case AUTH_CONTINUE:
@@ -487,8 +525,12 @@ static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len)
 	s = c->server;
 	if (s->step != STEP_NONE || s->release_pending)
 		return PKT_WAIT;
-	if (s->pending_rfq == 0 && !s->ext_pending)
+	if (s->pending_rfq == 0 && !s->ext_pending) {
 		s->query_start_ms = c->last_activity_ms;
+		s->query_start_us = stats_now_us();
+		if (s->tx_status == 'I')
+			s->xact_start_us = s->query_start_us;
+	}
 
 	switch (type) {
 	/* Each of these is answered by exactly one ReadyForQuery. */
@@ -528,6 +570,8 @@ static enum pkt_action client_on_packet(struct conn *conn, uint8_t type, uint32_
 		return PKT_WAIT;
 	case CL_ACTIVE:
 	case CL_WAITING:
+		if (unlikely(c->admin != NULL))
+			return admin_packet(c, type, len, body, avail);
 		return work_packet(c, type, len);
 	case CL_CLOSED:
 		return PKT_CLOSED;

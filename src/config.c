@@ -49,6 +49,8 @@ static const char *const client_sslmode_names[] = { "disable", "allow", "prefer"
 						    "verify-ca", "verify-full", NULL };
 static const char *const server_sslmode_names[] = { "disable", "require", "verify-ca",
 						    "verify-full", NULL };
+static const char *const syslog_facility_names[] = { "auth", "authpriv", "daemon", "user",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7", NULL };
 static const char *const auth_type_names[] = { "trust", "any", "plain", "md5", "scram-sha-256",
 						 "cert", "hba", NULL };
 
@@ -82,6 +84,8 @@ static const char *const sslmode_allowed[] = {
 #define OCT_P(f, min, max, def, rl, help)   ROW(f, CFG_OCTAL, NULL, min, max, def, rl, help)
 
 static const struct config_param params[] = {
+	LIST_P(admin_users, "", RELOAD,
+	       "Users allowed every admin console command (database sluice or pgbouncer)."),
 	STR_P(auth_dbname, "", RELOAD,
 	      "Database (a name from `databases`) whose backend runs auth_query; empty = the "
 	      "database the client asked for."),
@@ -130,6 +134,10 @@ static const struct config_param params[] = {
 	       "TLS towards clients: disable, allow, prefer, require, verify-ca or verify-full."),
 	INT_P(default_pool_size, 0, 100000, "20", RELOAD,
 	      "Server connections allowed per database/user pair; 0 = unlimited."),
+	STR_P(http_listen_addr, "127.0.0.1", RELOAD,
+	      "Address of the HTTP endpoint (/metrics, /healthz, /readyz); \"*\" = all IPv4 addresses."),
+	INT_P(http_port, 0, 65535, "0", RELOAD,
+	      "TCP port of the HTTP endpoint; 0 = no HTTP endpoint."),
 	TIME_P(idle_transaction_timeout, 0, 86400 * 365, "0", RELOAD,
 	       "Close clients idle inside a transaction longer than this many seconds (the "
 	       "transaction is rolled back); 0 = never."),
@@ -148,6 +156,10 @@ static const struct config_param params[] = {
 	       "Log client disconnections with the reason."),
 	ENUM_P(log_format, log_format_names, "text", RELOAD,
 	       "Log line format: text or json (one JSON object per line)."),
+	BOOL_P(log_pooler_errors, "1", RELOAD,
+	       "Log the errors the pooler itself sends to clients."),
+	BOOL_P(log_stats, "1", RELOAD,
+	       "Log one line per database every stats_period with the period's averages."),
 	STR_P(logfile, "", RELOAD,
 	      "File the log is appended to; empty = standard error."),
 	INT_P(max_client_conn, 1, 1000000, "100", RELOAD,
@@ -211,6 +223,17 @@ static const struct config_param params[] = {
 	       "require, verify-ca or verify-full."),
 	BOOL_P(so_reuseport, "0", RESTART,
 	       "Set SO_REUSEPORT on TCP listen sockets so several processes can share the port."),
+	INT_P(stats_period, 1, 86400, "60", RELOAD,
+	      "Seconds per statistics period: SHOW STATS averages, log_stats lines and the "
+	      "SHOW LATENCY window."),
+	LIST_P(stats_users, "", RELOAD,
+	       "Users allowed the read-only admin console commands (SHOW)."),
+	BOOL_P(syslog, "0", RELOAD,
+	       "Also send log lines to syslog."),
+	ENUM_P(syslog_facility, syslog_facility_names, "daemon", RELOAD,
+	       "Syslog facility: auth, authpriv, daemon, user or local0 to local7."),
+	STR_P(syslog_ident, "sluice", RELOAD,
+	      "Program name in syslog lines."),
 	BOOL_P(tcp_keepalive, "1", RELOAD,
 	       "Enable TCP keepalive on client and server sockets."),
 	INT_P(tcp_keepcnt, 0, 1000, "0", RELOAD,
@@ -1322,6 +1345,36 @@ const struct config_db *config_find_db(const struct config *cfg, const char *nam
 			wildcard = &cfg->dbs[i];
 	}
 	return wildcard;
+}
+
+const struct config_param *config_find_param(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(params); i++)
+		if (strcasecmp(params[i].name, name) == 0)
+			return &params[i];
+	return NULL;
+}
+
+int config_set(struct config *cfg, const char *name, const char *value, char *err,
+	       size_t errlen)
+{
+	const struct config_param *p = config_find_param(name);
+	struct problem pb;
+
+	if (!p) {
+		snprintf(err, errlen, "unknown setting: %s", name);
+		return -1;
+	}
+	if (!p->reloadable) {
+		snprintf(err, errlen, "%s cannot be changed while running; change the file and restart",
+			 p->name);
+		return -1;
+	}
+	if (!type_ops[p->type].from_text(p, value, field_ptr(cfg, p), &pb)) {
+		snprintf(err, errlen, "%s: %s", p->name, pb.text);
+		return -1;
+	}
+	return 0;
 }
 
 const struct config_user *config_find_user(const struct config *cfg, const char *name)

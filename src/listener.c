@@ -296,6 +296,8 @@ void listener_close_all(struct sluice *ctx)
 {
 	for (int i = 0; i < ctx->n_listeners; i++) {
 		struct listener *l = &ctx->listeners[i];
+		if (uv_is_closing((uv_handle_t *)&l->poll))
+			continue;
 		if (l->path)
 			unlink(l->path);
 		uv_poll_stop(&l->poll);

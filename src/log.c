@@ -9,6 +9,7 @@
  * one write(2), which is atomic for regular files opened with O_APPEND.
  */
 #include "sluice/log.h"
+#include "sluice/syslog_sink.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@ int log_threshold = LOG_INFO;
 
 static int log_fd = STDERR_FILENO;
 static bool log_json;
+static bool log_to_syslog;
 
 static const char *const level_names[] = {"ERROR", "WARNING", "LOG", "DEBUG", "NOISE"};
 static const char *const level_json[] = {"error", "warning", "info", "debug", "noise"};
@@ -46,8 +48,25 @@ int log_open(const char *path, bool json, int verbose)
 	return 0;
 }
 
+void log_syslog(bool on, const char *ident, int facility_index)
+{
+	if (on)
+		syslog_sink_open(ident, facility_index);
+	else if (log_to_syslog)
+		syslog_sink_close();
+	log_to_syslog = on;
+}
+
+bool log_json_enabled(void)
+{
+	return log_json;
+}
+
 void log_close(void)
 {
+	if (log_to_syslog)
+		syslog_sink_close();
+	log_to_syslog = false;
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = STDERR_FILENO;
@@ -145,6 +164,9 @@ void log_write(enum log_level level, const struct log_conn *who,
 			len = put(line, sizeof(line) - 1, len, kv[i].value ? kv[i].value : "");
 		}
 	}
+	line[len] = 0;
+	if (log_to_syslog)
+		syslog_sink_write((int)level, log_json ? line : line + strlen(ts) + 1);
 	line[len++] = '\n';
 	while (write(log_fd, line, len) < 0 && errno == EINTR)
 		;

@@ -14,6 +14,7 @@
  *                              +--no--> SV_IDLE
  */
 #include "sluice/pool.h"
+#include "sluice/admin.h"
 #include "sluice/cancel.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
@@ -47,8 +48,11 @@ void pool_client_set_state(struct client *c, enum client_state st)
 
 	if (from)
 		statlist_remove(from, &c->node);
-	if (st == CL_WAITING)
+	if (st == CL_WAITING) {
 		c->wait_start_ms = sluice_now(c->ctx);
+		if (!c->wait_start_us)
+			c->wait_start_us = stats_now_us();
+	}
 	c->state = st;
 	if (to)
 		statlist_append(to, &c->node);
@@ -107,6 +111,10 @@ void pool_apply_config(struct pool *pool, const struct config_db *db)
 	const struct config *cfg = pool->ctx->cfg;
 	const struct config_user *u = config_find_user(cfg, pool->user);
 
+	/* A changed destination: existing servers go once released (PgBouncer). */
+	if (pool->conninfo && strcmp(pool->conninfo, db->conninfo) != 0)
+		pool_reconnect(pool);
+
 	set_str(&pool->conninfo, db->conninfo);
 	set_str(&pool->password, db->password_env ? getenv(db->password_env) : db->password);
 	/* A user's pool_size wins over the database's, then default_pool_size. */
@@ -122,8 +130,9 @@ void pool_apply_config(struct pool *pool, const struct config_db *db)
 		pool->pool_mode = cfg->pool_mode;
 }
 
-struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
-		      const struct config_db *db)
+static struct pool *pool_alloc(struct sluice *ctx, const char *dbname, const char *user);
+
+static struct pool *pool_find(struct sluice *ctx, const char *dbname, const char *user)
 {
 	struct list *it, *tmp;
 	list_for_each_safe(it, tmp, &ctx->pools) {
@@ -131,7 +140,38 @@ struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
 		if (strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0)
 			return p;
 	}
+	return NULL;
+}
 
+struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
+		      const struct config_db *db)
+{
+	struct pool *found = pool_find(ctx, dbname, user);
+	if (found)
+		return found;
+
+	struct pool *p = pool_alloc(ctx, dbname, user);
+	pool_apply_config(p, db);
+	p->paused = sluice_db_paused(ctx, dbname);
+	p->autodb = strcmp(db->name, "*") == 0;
+	log_debug("new pool %s/%s (size %d, %s mode)", dbname, user, p->pool_size,
+		  config_pool_mode_name(p->pool_mode));
+	return p;
+}
+
+struct pool *pool_get_admin(struct sluice *ctx, const char *dbname, const char *user)
+{
+	struct pool *p = pool_find(ctx, dbname, user);
+	if (p)
+		return p;
+	p = pool_alloc(ctx, dbname, user);
+	p->admin = true;
+	p->pool_mode = POOL_MODE_STATEMENT;
+	return p;
+}
+
+static struct pool *pool_alloc(struct sluice *ctx, const char *dbname, const char *user)
+{
 	struct pool *p = xcalloc(1, sizeof(*p));
 	p->ctx = ctx;
 	p->dbname = xstrdup(dbname);
@@ -145,12 +185,8 @@ struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
 	statlist_init(&p->sv_used);
 	statlist_init(&p->sv_tested);
 	statlist_init(&p->auth_waiting);
-	pool_apply_config(p, db);
-	p->autodb = strcmp(db->name, "*") == 0;
 	p->last_client_ms = sluice_now(ctx);
 	list_insert_before(&ctx->pools, &p->node);
-	log_debug("new pool %s/%s (size %d, %s mode)", dbname, user, p->pool_size,
-		  config_pool_mode_name(p->pool_mode));
 	return p;
 }
 
@@ -230,6 +266,13 @@ void pool_link(struct client *c, struct server *s)
 	s->ext_pending = false;
 	s->last_used_ms = sluice_now(c->ctx);
 	pool_server_set_state(s, SV_ACTIVE);
+
+	struct pool_stats *st = &s->pool->stats;
+	uint64_t waited = c->wait_start_us ? stats_now_us() - c->wait_start_us : 0;
+	c->wait_start_us = 0;
+	st->total.server_assignment_count++;
+	st->total.wait_time += waited;
+	stats_latency_add(&st->lat, LAT_WAIT, waited);
 }
 
 void pool_unlink(struct client *c, struct server *s)
@@ -355,7 +398,7 @@ static bool evict_for(struct pool *pool, enum launch_verdict why)
 
 void pool_launch_if_needed(struct pool *pool)
 {
-	if (pool->ctx->shutting_down || pool_in_retry_backoff(pool))
+	if (pool->ctx->shutting_down || pool->paused || pool->admin || pool_in_retry_backoff(pool))
 		return;
 	int want = statlist_count(&pool->cl_waiting) + statlist_count(&pool->cl_login) +
 		   statlist_count(&pool->auth_waiting);
@@ -405,6 +448,10 @@ bool pool_request_server(struct client *c)
 	struct pool *p = c->pool;
 	struct list *e = idle_pick(p);
 
+	if (unlikely(p->paused)) {
+		pool_client_set_state(c, CL_WAITING);
+		return false;
+	}
 	if (e) {
 		struct server *s = container_of(e, struct server, node);
 		const struct config *cfg = p->ctx->cfg;
@@ -461,6 +508,10 @@ void pool_client_login(struct client *c)
 {
 	struct pool *p = c->pool;
 
+	if (c->admin) {
+		admin_client_login(c);
+		return;
+	}
 	if (p->have_welcome) {
 		client_finish_login(c);
 		return;
@@ -481,13 +532,17 @@ void pool_server_ready(struct server *s)
 	s->release_pending = false;
 	s->step = STEP_NONE;
 	/* A cancel still on its way must not hit the next client's query. */
-	if (s->cancels_inflight > 0 && !s->dirty && !p->ctx->shutting_down) {
+	if (s->cancels_inflight > 0 && !s->dirty && !s->close_needed && !p->ctx->shutting_down) {
 		s->parked = true;
 		pool_server_set_state(s, SV_USED);
 		return;
 	}
-	if (s->dirty || p->ctx->shutting_down) {
-		server_close(s, s->dirty ? "server is not clean" : "shutting down");
+	if (s->dirty || s->close_needed || p->ctx->shutting_down || p->paused) {
+		server_close(s, s->dirty	  ? "server is not clean"
+				: s->close_needed ? "close needed (RECONNECT or changed database entry)"
+				: p->paused	  ? "database paused"
+						  : "shutting down");
+		pool_launch_if_needed(p);
 		return;
 	}
 	/* Secret lookups first: they hold up a whole login. */
@@ -548,6 +603,7 @@ void pool_server_login_done(struct server *s)
 	free(p->last_error);
 	p->last_error = NULL;
 	p->last_sqlstate[0] = 0;
+	p->unreachable = false;
 	if (!p->have_welcome) {
 		vars_copy(&p->welcome, &s->vars);
 		p->have_welcome = true;
@@ -573,6 +629,8 @@ void pool_server_login_failed(struct server *s, const char *sqlstate, const char
 	snprintf(p->last_sqlstate, sizeof(p->last_sqlstate), "%s", sqlstate ? sqlstate : "");
 	p->last_error_ms = sluice_now(p->ctx);
 	p->last_error_permanent = permanent;
+	p->unreachable = true;
+	p->probe_at_ms = p->last_error_ms + (uint64_t)(p->ctx->cfg->server_login_retry * 1000.0);
 	server_close(s, "login failed");
 	if (!p->last_error_permanent)
 		return;   /* an outage: waiting clients stay queued; the janitor retries */
@@ -670,10 +728,29 @@ static void server_timeouts(struct pool *p, const struct config *cfg, uint64_t n
 	}
 }
 
+void pool_server_lost(struct pool *p)
+{
+	if (p->unreachable)
+		return;
+	p->unreachable = true;
+	p->probe_at_ms = sluice_now(p->ctx);   /* find out at once */
+}
+
+/* An unreachable database is probed with a login now and then, so that
+ * readiness (and the pool) recovers without waiting for a client. */
+static void probe_unreachable(struct pool *p, const struct config *cfg, uint64_t now)
+{
+	if (!p->unreachable || p->admin || p->paused || p->ctx->shutting_down || now < p->probe_at_ms ||
+	    statlist_count(&p->sv_login) > 0 || !can_launch(p))
+		return;
+	p->probe_at_ms = now + (uint64_t)(cfg->server_login_retry * 1000.0);
+	server_launch(p);
+}
+
 /* Keep min_pool_size servers open (within the pool size). */
 static void keep_min_pool(struct pool *p, const struct config *cfg)
 {
-	if (p->ctx->shutting_down || pool_in_retry_backoff(p))
+	if (p->ctx->shutting_down || p->paused || p->admin || pool_in_retry_backoff(p))
 		return;
 	while (statlist_count(&p->sv_login) == 0 && pool_server_count(p) < cfg->min_pool_size &&
 	       can_launch(p))
@@ -693,6 +770,242 @@ void pool_janitor(struct sluice *ctx)
 		server_timeouts(p, cfg, now);
 		pool_launch_if_needed(p);
 		keep_min_pool(p, cfg);
+		probe_unreachable(p, cfg, now);
 		autodb_janitor(p, cfg, now);
+	}
+}
+
+/* ---- admin commands ------------------------------------------------------ */
+
+static bool pool_matches(const struct pool *p, const char *dbname)
+{
+	return !p->admin && (!dbname || strcmp(p->dbname, dbname) == 0);
+}
+
+void pool_refresh_paused(struct sluice *ctx)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		struct pool *p = container_of(it, struct pool, node);
+		bool was = p->paused;
+		p->paused = !p->admin && sluice_db_paused(ctx, p->dbname);
+		if (p->paused && !was) {
+			struct list *si, *stmp;
+			statlist_for_each_safe(si, stmp, &p->sv_idle) {
+				server_close(container_of(si, struct server, node), "database paused");
+			}
+		} else if (was && !p->paused) {
+			pool_launch_if_needed(p);
+		}
+	}
+}
+
+void pool_pause(struct sluice *ctx, const char *dbname)
+{
+	if (dbname)
+		sluice_db_flags(ctx, dbname, true)->paused = true;
+	else
+		ctx->pause_all = true;
+	pool_refresh_paused(ctx);
+}
+
+void pool_resume(struct sluice *ctx, const char *dbname)
+{
+	if (dbname) {
+		struct db_flags *f = sluice_db_flags(ctx, dbname, false);
+		if (f)
+			f->paused = false;
+	} else {
+		ctx->pause_all = false;
+		for (int i = 0; i < ctx->n_db_flags; i++)
+			ctx->db_flags[i].paused = false;
+	}
+	pool_refresh_paused(ctx);
+}
+
+int pool_servers_of(const struct sluice *ctx, const char *dbname, bool close_needed_only)
+{
+	const struct list *it, *si;
+	int n = 0;
+	for (it = ctx->pools.next; it != &ctx->pools; it = it->next) {
+		const struct pool *p = container_of(it, struct pool, node);
+		const struct statlist *lists[] = {&p->sv_login, &p->sv_idle, &p->sv_active,
+						  &p->sv_used, &p->sv_tested};
+		if (!pool_matches(p, dbname))
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+			if (!close_needed_only) {
+				n += statlist_count(lists[i]);
+				continue;
+			}
+			for (si = lists[i]->head.next; si != &lists[i]->head; si = si->next)
+				n += container_of(si, struct server, node)->close_needed;
+		}
+	}
+	return n;
+}
+
+void pool_reconnect(struct pool *p)
+{
+	const struct statlist *lists[] = {&p->sv_login, &p->sv_active, &p->sv_used, &p->sv_tested};
+	struct list *it, *tmp;
+
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+		for (it = lists[i]->head.next; it != &lists[i]->head; it = it->next)
+			container_of(it, struct server, node)->close_needed = true;
+	statlist_for_each_safe(it, tmp, &p->sv_idle) {
+		server_close(container_of(it, struct server, node), "RECONNECT");
+	}
+	pool_launch_if_needed(p);
+}
+
+void pool_reconnect_db(struct sluice *ctx, const char *dbname)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		struct pool *p = container_of(it, struct pool, node);
+		if (pool_matches(p, dbname))
+			pool_reconnect(p);
+	}
+}
+
+static void fail_client_list(struct statlist *l, const char *msg)
+{
+	struct list *it, *tmp;
+	statlist_for_each_safe(it, tmp, l) {
+		client_fail(container_of(it, struct client, node), "57P01", "%s", msg);
+	}
+}
+
+void pool_kill(struct sluice *ctx, const char *dbname)
+{
+	struct list *it, *tmp;
+
+	pool_pause(ctx, dbname);
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		struct pool *p = container_of(it, struct pool, node);
+		struct statlist *servers[] = {&p->sv_login, &p->sv_idle, &p->sv_active, &p->sv_used,
+					      &p->sv_tested};
+		if (!pool_matches(p, dbname))
+			continue;
+		fail_client_list(&p->cl_login, "database killed by the administrator (KILL)");
+		fail_client_list(&p->cl_waiting, "database killed by the administrator (KILL)");
+		fail_client_list(&p->cl_active, "database killed by the administrator (KILL)");
+		for (size_t i = 0; i < ARRAY_SIZE(servers); i++) {
+			struct list *si, *stmp;
+			statlist_for_each_safe(si, stmp, servers[i]) {
+				server_close(container_of(si, struct server, node), "KILL");
+			}
+		}
+	}
+}
+
+struct client *pool_find_client(const struct sluice *ctx, uint64_t id)
+{
+	const struct list *it, *ci;
+	for (ci = ctx->login_clients.head.next; ci != &ctx->login_clients.head; ci = ci->next)
+		if (container_of(ci, struct client, node)->id == id)
+			return container_of(ci, struct client, node);
+	for (it = ctx->pools.next; it != &ctx->pools; it = it->next) {
+		const struct pool *p = container_of(it, struct pool, node);
+		const struct statlist *lists[] = {&p->cl_login, &p->cl_active, &p->cl_waiting};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+			for (ci = lists[i]->head.next; ci != &lists[i]->head; ci = ci->next)
+				if (container_of(ci, struct client, node)->id == id)
+					return container_of(ci, struct client, node);
+	}
+	return NULL;
+}
+
+/* ---- statistics -------------------------------------------------------------- */
+
+void pool_stats_current(const struct pool *p, struct stats_counters *out)
+{
+	const struct statlist *lists[] = {&p->cl_login, &p->cl_active, &p->cl_waiting};
+	const struct list *ci;
+
+	*out = p->stats.total;
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+		for (ci = lists[i]->head.next; ci != &lists[i]->head; ci = ci->next) {
+			const struct client *c = container_of(ci, struct client, node);
+			out->received += c->conn.bytes_in;
+			out->sent += c->conn.bytes_out;
+		}
+}
+
+void pool_stats_tick(struct sluice *ctx)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &ctx->pools) {
+		struct pool *p = container_of(it, struct pool, node);
+		struct stats_counters cur;
+		pool_stats_current(p, &cur);
+		stats_counters_sub(&p->stats.period, &cur, &p->stats.snap);
+		p->stats.snap = cur;
+		stats_latency_rotate(&p->stats.lat);
+	}
+}
+
+bool pool_stats_db(const struct sluice *ctx, const char *dbname, struct stats_counters *total,
+		   struct stats_counters *period)
+{
+	const struct list *it;
+	bool found = false;
+
+	memset(total, 0, sizeof(*total));
+	memset(period, 0, sizeof(*period));
+	for (it = ctx->pools.next; it != &ctx->pools; it = it->next) {
+		const struct pool *p = container_of(it, struct pool, node);
+		struct stats_counters cur;
+		if (strcmp(p->dbname, dbname) != 0)
+			continue;
+		found = true;
+		pool_stats_current(p, &cur);
+		stats_counters_add(total, &cur);
+		stats_counters_add(period, &p->stats.period);
+	}
+	return found;
+}
+
+/* True for the first pool of its database name (one row per database). */
+bool pool_first_of_db(const struct sluice *ctx, const struct pool *p)
+{
+	const struct list *it;
+	for (it = ctx->pools.next; it != &p->node; it = it->next)
+		if (strcmp(container_of(it, struct pool, node)->dbname, p->dbname) == 0)
+			return false;
+	return true;
+}
+
+void pool_log_stats(struct sluice *ctx, double seconds)
+{
+	const struct list *it;
+	for (it = ctx->pools.next; it != &ctx->pools; it = it->next) {
+		const struct pool *p = container_of(it, struct pool, node);
+		struct stats_counters total, period;
+		struct stats_averages avg;
+		if (p->admin || !pool_first_of_db(ctx, p))
+			continue;
+		pool_stats_db(ctx, p->dbname, &total, &period);
+		stats_averages(&period, seconds, &avg);
+
+		char v[10][24];
+		const uint64_t nums[10] = {avg.xact_count, avg.query_count, avg.client_parse_count,
+					   avg.server_parse_count, avg.bind_count, avg.received,
+					   avg.sent, avg.xact_time, avg.query_time, avg.wait_time};
+		for (int i = 0; i < 10; i++)
+			snprintf(v[i], sizeof(v[i]), "%llu", (unsigned long long)nums[i]);
+		struct log_kv kv[] = {
+			{"database", p->dbname}, {"xacts_per_s", v[0]}, {"queries_per_s", v[1]},
+			{"client_parses_per_s", v[2]}, {"server_parses_per_s", v[3]},
+			{"binds_per_s", v[4]}, {"in_bytes_per_s", v[5]}, {"out_bytes_per_s", v[6]},
+			{"xact_us", v[7]}, {"query_us", v[8]}, {"wait_us", v[9]},
+		};
+		/* JSON lines carry the figures as keys; text lines in the message. */
+		bool json = log_json_enabled();
+		log_write(LOG_INFO, NULL, kv, json ? ARRAY_SIZE(kv) : 1,
+			  "stats: %s xacts/s, %s queries/s, %s client parses/s, %s server parses/s, "
+			  "%s binds/s, in %s B/s, out %s B/s, xact %s us, query %s us, wait %s us",
+			  v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
 	}
 }

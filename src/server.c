@@ -21,6 +21,7 @@
 #include "sluice/pool.h"
 #include "sluice/proto.h"
 #include "sluice/sluice.h"
+#include "sluice/stats.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -147,6 +148,10 @@ void server_close(struct server *s, const char *reason)
 		c->auth_server = NULL;
 		c->auth_pool = NULL;
 		client_fail(c, "08006", "authentication lookup failed: %s", reason);
+	}
+	if (s->state != SV_LOGIN) {
+		s->pool->stats.total.server_closed_count++;
+		s->pool->stats.total.server_lifetime += (sluice_now(ctx) - s->connect_ms) * 1000;
 	}
 	pool_server_set_state(s, SV_CLOSED);
 	s->pool->closing_servers++;
@@ -931,14 +936,37 @@ static enum pkt_action idle_packet(struct server *s, uint8_t type, uint32_t len,
 	case PQ_MSG_NOTIFICATION:
 		return PKT_SKIP;
 	default:
+		if (type == PQ_MSG_ERROR_RESPONSE)
+			pool_server_lost(s->pool);   /* e.g. the database shutting down */
 		server_close(s, type == PQ_MSG_ERROR_RESPONSE ? "error from idle server"
 							      : "unexpected message from idle server");
 		return PKT_CLOSED;
 	}
 }
 
+/* One query answered; a transaction ended when the server is idle again. */
+static void count_query(struct server *s, char status)
+{
+	struct pool_stats *st = &s->pool->stats;
+	uint64_t now = stats_now_us();
+	uint64_t q = now - s->query_start_us;
+
+	st->total.query_count++;
+	st->total.query_time += q;
+	stats_latency_add(&st->lat, LAT_QUERY, q);
+	if (status == 'I') {
+		uint64_t x = now - s->xact_start_us;
+		st->total.xact_count++;
+		st->total.xact_time += x;
+		stats_latency_add(&st->lat, LAT_XACT, x);
+		s->xact_start_us = now;
+	}
+	s->query_start_us = now;   /* the next pipelined query runs from here */
+}
+
 static enum pkt_action ready_for_query(struct server *s, char status)
 {
+	count_query(s, status);
 	if (s->tx_status == 'I' && status != 'I')
 		s->xact_start_ms = s->query_start_ms;   /* the transaction began with that query */
 	s->tx_status = status;
@@ -1028,6 +1056,7 @@ static void server_on_flushed(struct conn *c)
 static void server_on_error(struct conn *c, const char *reason)
 {
 	struct server *s = container_of(c, struct server, conn);
+	pool_server_lost(s->pool);
 	server_close(s, strcmp(reason, "EOF") == 0 ? "server closed the connection" : reason);
 }
 

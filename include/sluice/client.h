@@ -22,6 +22,7 @@ struct pool;
 struct server;
 struct log_conn;
 struct auth_state;
+struct admin_state;
 
 #define CLIENT_STATES(X)                                                     \
 	X(CL_LOGIN)       /* ctx->login_clients: reading the startup packet */ \
@@ -60,12 +61,14 @@ struct client {
 	struct sockaddr_storage peer;  /* client address (TCP) */
 	bool is_unix;
 	struct auth_state *auth;   /* exchange state while logging in, or NULL */
+	struct admin_state *admin; /* admin console client, or NULL */
 	struct list auth_node;     /* on auth_pool->auth_waiting while queued */
 	struct pool *auth_pool;    /* pool running this client's auth_query */
 	struct server *auth_server; /* server running it right now, or NULL */
 	bool over_limit;           /* accepted over max_client_conn: refuse */
 	uint64_t connect_ms;
 	uint64_t wait_start_ms;    /* when it last entered CL_WAITING */
+	uint64_t wait_start_us;    /* the same in microseconds; 0 = not waiting */
 	uint64_t last_activity_ms; /* when it last sent a message */
 	const char *close_reason;
 };

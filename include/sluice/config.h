@@ -163,6 +163,18 @@ struct config {
 	int verbose;
 	bool log_connections;
 	bool log_disconnections;
+	bool log_pooler_errors;
+	bool log_stats;
+	bool syslog;
+	char *syslog_ident;
+	int syslog_facility;                 /* index: auth, authpriv, daemon, user, local0.. */
+
+	/* admin console, statistics, HTTP endpoint */
+	struct config_strlist admin_users;
+	struct config_strlist stats_users;
+	int stats_period;                    /* seconds */
+	char *http_listen_addr;
+	int http_port;                       /* 0 = off */
 
 	struct config_db *dbs;
 	int n_dbs;
@@ -213,6 +225,16 @@ void config_format_value(const struct config *cfg, const struct config_param *p,
 
 /* Exact name match first, then the "*" entry; NULL when neither exists. */
 const struct config_db *config_find_db(const struct config *cfg, const char *name);
+
+/* A setting by name (case-insensitive), or NULL. */
+const struct config_param *config_find_param(const char *name);
+
+/*
+ * SET name = value on a live config, for reloadable settings only: the value
+ * is parsed exactly like the file's text.  Returns 0, or -1 with err filled.
+ */
+int config_set(struct config *cfg, const char *name, const char *value, char *err,
+	       size_t errlen);
 
 /* Exact name match, or NULL. */
 const struct config_user *config_find_user(const struct config *cfg, const char *name);

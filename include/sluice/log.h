@@ -38,6 +38,13 @@ struct log_kv {
 int log_open(const char *path, bool json, int verbose);
 void log_close(void);
 
+/* Copy lines to syslog(3) too (the `syslog` setting); facility as in
+ * syslog_sink.h.  Re-opening with another identity is allowed. */
+void log_syslog(bool on, const char *ident, int facility_index);
+
+/* True when lines are JSON (callers then pass fields as key/values only). */
+bool log_json_enabled(void);
+
 /* Current threshold: messages above it are dropped cheaply. */
 extern int log_threshold;
 

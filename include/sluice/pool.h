@@ -12,6 +12,7 @@
 #include "sluice/client.h"
 #include "sluice/list.h"
 #include "sluice/server.h"
+#include "sluice/stats.h"
 #include "sluice/vars.h"
 
 struct sluice;
@@ -46,6 +47,16 @@ struct pool {
 	uint64_t last_client_ms;    /* when it last had a client (autodb_idle_timeout) */
 	int closing_servers;        /* closed servers not freed yet (they point here) */
 
+	bool admin;                 /* the admin console's pool: never has servers */
+	bool paused;                /* PAUSE / KILL: no server is handed out */
+
+	struct pool_stats stats;
+
+	/* Readiness: a login failed or a server connection was lost, and no
+	 * login has succeeded since.  The janitor probes with a new login. */
+	bool unreachable;
+	uint64_t probe_at_ms;
+
 	char *last_error;           /* last failed backend login, or NULL */
 	char last_sqlstate[6];
 	bool last_error_permanent;  /* waiting will not help (auth, no database) */
@@ -55,6 +66,9 @@ struct pool {
 /* Find or create the pool for a database entry and backend user. */
 struct pool *pool_get(struct sluice *ctx, const char *dbname, const char *user,
 		      const struct config_db *db);
+
+/* The admin console's pool for a user (no servers, statement mode). */
+struct pool *pool_get_admin(struct sluice *ctx, const char *dbname, const char *user);
 
 /* Refresh a pool's copied settings from the current config. */
 void pool_apply_config(struct pool *pool, const struct config_db *db);
@@ -101,6 +115,9 @@ void pool_server_login_done(struct server *s);
 void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg,
 			      bool permanent);
 
+/* A server connection broke (EOF, error): the database may be down. */
+void pool_server_lost(struct pool *pool);
+
 /* Launch servers for waiting clients, within the pool size. */
 void pool_launch_if_needed(struct pool *pool);
 
@@ -109,5 +126,33 @@ void pool_janitor(struct sluice *ctx);
 
 /* Effective server_reset_query for a release in this pool, or NULL. */
 const char *pool_reset_query(const struct pool *pool);
+
+/* ---- admin commands (dbname NULL = every database but the console) ---- */
+
+/* Re-derive pool->paused from the per-database flags; pausing closes idle
+ * servers, resuming launches servers for waiting clients. */
+void pool_refresh_paused(struct sluice *ctx);
+void pool_pause(struct sluice *ctx, const char *dbname);
+void pool_resume(struct sluice *ctx, const char *dbname);
+/* Close servers once released (idle ones now); new ones connect as needed. */
+void pool_reconnect(struct pool *p);
+void pool_reconnect_db(struct sluice *ctx, const char *dbname);
+/* Drop every client and server of the database(s), and pause it. */
+void pool_kill(struct sluice *ctx, const char *dbname);
+/* Servers of the database(s); only those with close_needed when asked. */
+int pool_servers_of(const struct sluice *ctx, const char *dbname, bool close_needed_only);
+struct client *pool_find_client(const struct sluice *ctx, uint64_t id);
+
+/* ---- statistics ---- */
+
+/* Totals including the bytes of live clients. */
+void pool_stats_current(const struct pool *p, struct stats_counters *out);
+/* End of a stats_period: period differences, latency window rotation. */
+void pool_stats_tick(struct sluice *ctx);
+/* Sums over the pools of one database; false when it has none. */
+bool pool_stats_db(const struct sluice *ctx, const char *dbname, struct stats_counters *total,
+		   struct stats_counters *period);
+bool pool_first_of_db(const struct sluice *ctx, const struct pool *p);
+void pool_log_stats(struct sluice *ctx, double seconds);
 
 #endif /* SLUICE_POOL_H */

@@ -79,6 +79,8 @@ struct server {
 	bool ext_pending;           /* extended-protocol messages since Sync */
 	bool release_pending;       /* release once the last bytes are flushed */
 	bool dirty;                 /* close instead of reusing */
+	bool close_needed;          /* RECONNECT or a changed database entry:
+				     * close when released (SHOW SERVERS close_needed) */
 	bool fail_client;           /* statement mode saw a transaction start */
 	char *host;                 /* first host of the conninfo, or NULL */
 	char *port;                 /* first port of the conninfo, or NULL */
@@ -101,6 +103,8 @@ struct server {
 	uint64_t idle_tx_since_ms;  /* when it became idle inside a transaction */
 	uint64_t idle_since_ms;     /* when it last entered SV_IDLE */
 	uint64_t xact_start_ms;     /* when its current transaction began */
+	uint64_t query_start_us;    /* the same two, in microseconds, for the stats */
+	uint64_t xact_start_us;
 };
 
 const char *server_state_name(enum server_state st);

@@ -16,6 +16,13 @@
 
 struct config;
 struct listener;
+struct http_server;
+
+enum shutdown_mode {
+	SHUTDOWN_NONE = 0,
+	SHUTDOWN_WAIT_SERVERS,   /* exit once no server connection is left */
+	SHUTDOWN_WAIT_CLIENTS,   /* exit once no client connection is left */
+};
 
 struct sluice {
 	uv_loop_t *loop;
@@ -36,12 +43,64 @@ struct sluice {
 	int n_servers;
 	uint64_t next_id;              /* ids for clients and servers */
 
+	/* PAUSE / DISABLE state per database name (pools copy `paused`). */
+	struct db_flags *db_flags;
+	int n_db_flags;
+	bool pause_all;                /* PAUSE / KILL without a database */
+
+	struct http_server *http;      /* /metrics, /healthz, /readyz, or NULL */
+	char http_bound[300];          /* "addr:port" it listens on */
+
+	uint64_t stats_tick_ms;        /* when the current stats period began */
+	double stats_last_period_s;    /* length of the last complete period */
+
 	uv_timer_t janitor;            /* periodic maintenance */
 	uv_check_t reaper;             /* frees dead_servers after each iteration */
-	uv_signal_t sig_int, sig_term, sig_hup;
+	uv_signal_t sig_int, sig_term, sig_hup, sig_quit, sig_usr1, sig_usr2;
 	bool shutting_down;
+	enum shutdown_mode shutdown_mode; /* SHUTDOWN WAIT_FOR_*: waiting to exit */
 	uint64_t start_ms;
+	uint64_t wall_start_ms;        /* the wall clock at start_ms */
 };
+
+/* Per-database admin state (PAUSE db, DISABLE db). */
+struct db_flags {
+	char *name;
+	bool paused;
+	bool disabled;
+};
+
+/* Immediate shutdown: clients are told, servers closed, the loop ends. */
+void sluice_shutdown(struct sluice *ctx, const char *why);
+
+/* SHUTDOWN WAIT_FOR_SERVERS / WAIT_FOR_CLIENTS: stop accepting, exit once
+ * the servers (or the clients) are gone. */
+void sluice_shutdown_wait(struct sluice *ctx, enum shutdown_mode mode);
+
+/* Re-read the config file, auth files and certificates; -1 keeps the old. */
+int sluice_reload(struct sluice *ctx, char *err, size_t errlen);
+
+/* SET name = value from the admin console; -1 with err when refused. */
+int sluice_set(struct sluice *ctx, const char *name, const char *value, char *err,
+	       size_t errlen);
+
+/* Start listeners, HTTP endpoint, janitor and reaper; -1 with err. */
+int sluice_start(struct sluice *ctx, char *err, size_t errlen);
+
+/* Free servers that closed without a handle (also run after the loop). */
+void sluice_reap(struct sluice *ctx);
+
+/* Flags of a database name; created on demand when create is set. */
+struct db_flags *sluice_db_flags(struct sluice *ctx, const char *name, bool create);
+
+/* True when the database is paused (PAUSE db, PAUSE, KILL). */
+bool sluice_db_paused(const struct sluice *ctx, const char *name);
+
+/* Wall-clock milliseconds for a loop time. */
+static inline uint64_t sluice_wall_ms(const struct sluice *ctx, uint64_t loop_ms)
+{
+	return ctx->wall_start_ms + (loop_ms - ctx->start_ms);
+}
 
 /* Milliseconds on the loop's cached clock. */
 static inline uint64_t sluice_now(const struct sluice *ctx)

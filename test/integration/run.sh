@@ -1774,13 +1774,19 @@ EOF
 test_zz_no_passwords_in_logs() {
     local hits
     hits=$(find "$TMP/t" -type f \( -name 'sluice.log' -o -name stderr -o -name stdout \) \
-        -exec grep -lE 'app_pw|plain_pw|md5_pw|wrong_pw|some_pw|password=' {} + 2>/dev/null)
+        -exec grep -lE 'app_pw|plain_pw|md5_pw|wrong_pw|some_pw|admin_secret_pw|mon_secret_pw|password=' {} + 2>/dev/null)
     [ -z "$hits" ] || fail "passwords found in: $hits"
     [ -n "$(find "$TMP/t" -name sluice.log -size +0 | head -n 1)" ] || fail "no Sluice logs were written"
 }
 
-all_tests() {   # test functions in the order they are defined
-    grep -o '^test_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" | tr -d '()'
+# More tests, in their own files.
+# shellcheck source=admin_tests.sh
+. "$HERE/admin_tests.sh"
+
+all_tests() {   # test functions in the order they are defined; test_zz_* last
+    grep -ho '^test_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" "$HERE/admin_tests.sh" | tr -d '()' |
+        grep -v '^test_zz_'
+    grep -ho '^test_zz_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" | tr -d '()'
 }
 
 kill_pid_file() {   # kill_pid_file FILE: stop listed processes (first word = pid)
@@ -1910,14 +1916,14 @@ main() {
     fi
     known=$(all_tests)
 
-    for t in "$SLUICE" "$BUILD/it_concurrent"; do
+    for t in "$SLUICE" "$BUILD/it_concurrent" "$BUILD/it_extended"; do
         if [ ! -x "$t" ]; then
             echo "not ok - setup: $t not found (build with 'make' first)"
             echo "0 passed, 1 failed"
             exit 1
         fi
     done
-    for t in psql pgbench python3; do
+    for t in psql pgbench python3 curl; do
         if ! command -v "$t" >/dev/null 2>&1; then
             echo "not ok - setup: $t not found"
             echo "0 passed, 1 failed"
