@@ -14,6 +14,7 @@ Suite *hba_suite(void);
 Suite *scram_suite(void);
 Suite *authfile_suite(void);
 Suite *http_suite(void);
+Suite *stats_suite(void);
 
 /* Shared helpers (unit_util.c). */
 char *unit_write_temp(const char *data, size_t len);  /* malloc'd path */
