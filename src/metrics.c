@@ -314,6 +314,9 @@ bool metrics_ready(const struct sluice *ctx, char *why, size_t len)
 		if (!p->admin && p->unreachable) {
 			snprintf(why, len, "database %s unreachable: %s", p->dbname,
 				 p->last_error ? p->last_error : "server connection lost");
+			for (char *ch = why; *ch; ch++)   /* one line: libpq's messages have two */
+				if (*ch == '\n' || *ch == '\t')
+					*ch = ' ';
 			return false;
 		}
 	}

@@ -231,6 +231,12 @@ static void autodb_janitor(struct pool *p, const struct config *cfg, uint64_t no
 		p->last_client_ms = now;
 		return;
 	}
+	/* A console pool has no servers and nothing worth keeping once its
+	 * clients left (with auth_type any, every user name makes one). */
+	if (p->admin) {
+		pool_free(p);
+		return;
+	}
 	if (!p->autodb || !expired(cfg->autodb_idle_timeout, p->last_client_ms, now))
 		return;
 	statlist_for_each_safe(it, tmp, &p->sv_idle) {

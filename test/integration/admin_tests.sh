@@ -368,3 +368,21 @@ EOF
     grep -q HELD "$T_DIR/h.out" || fail "the connected client was disturbed: $(cat "$T_DIR/h.out")"
     grep -q "no client connection left" "$SLUICE_LOG" || fail "no shutdown line in the log"
 }
+
+# SHUTDOWN WAIT_FOR_SERVERS: the running query finishes, then Sluice exits.
+test_admin_shutdown_wait_for_servers() {
+    local out
+    start_sluice main <<EOF
+pool_mode = "transaction";
+admin_users = "admin";
+$ADMIN_DB
+EOF
+    bg_start "$T_DIR/q.out" psql -X -At -h 127.0.0.1 -p "$SLUICE_PORT" -U app -d app \
+        -c "SELECT 'finished' FROM pg_sleep(1)"
+    wait_until 10 query_is_active "SELECT 'finished' FROM pg_sleep(1)" || fail "query never ran"
+    out=$(psql_admin admin -c "SHUTDOWN WAIT_FOR_SERVERS" 2>&1) || fail "SHUTDOWN WAIT_FOR_SERVERS: $out"
+    is_alive "$SLUICE_PID" || fail "exited while a server was busy"
+    wait_until 15 sluice_gone || fail "did not exit after the server was released"
+    wait_until 5 grep -q finished "$T_DIR/q.out" || fail "the running query was cut off: $(cat "$T_DIR/q.out")"
+    grep -q "no server connection left" "$SLUICE_LOG" || fail "no shutdown line in the log"
+}
