@@ -403,7 +403,10 @@ static bool wait_done(const struct sluice *ctx, enum admin_wait w, const char *d
 {
 	switch (w) {
 	case WAIT_PAUSE:
-		return pool_servers_of(ctx, db, false) == 0;
+		/* Done when the servers are gone, or when a RESUME (from another
+		 * session or SIGUSR2) made the wait pointless. */
+		return pool_servers_of(ctx, db, false) == 0 ||
+		       !(db ? sluice_db_paused(ctx, db) : ctx->pause_all);
 	case WAIT_CLOSE:
 		return pool_servers_of(ctx, db, true) == 0;
 	default:
@@ -595,11 +598,11 @@ static void send_reply(struct client *c, const struct admin_reply *r, bool with_
 
 /* Run the statements of a simple query from *rest on.  Returns false when
  * it stopped to wait (the rest is kept) or the connection is closing. */
-static bool run_simple(struct client *c, const char *text)
+static bool run_simple(struct client *c, const char *text, bool continuing)
 {
 	const char *rest = text;
 	char *stmt = xmalloc(ADMIN_MAX_MESSAGE + 1);
-	bool any = false;
+	bool any = continuing;   /* the rest of a query that had statements */
 
 	while (next_statement(&rest, stmt, ADMIN_MAX_MESSAGE + 1)) {
 		struct admin_reply r;
@@ -870,7 +873,7 @@ enum pkt_action admin_packet(struct client *c, uint8_t type, uint32_t len,
 		memcpy(sql, body, len);
 		sql[len] = 0;   /* the message's own NUL ends it earlier */
 		a->ext_error = false;
-		if (!run_simple(c, sql))
+		if (!run_simple(c, sql, false))
 			res = a->wait ? RUN_WAIT : RUN_CLOSED;
 		free(sql);
 		break;
@@ -911,7 +914,7 @@ static void finish_wait(struct client *c)
 	free(a->wait_db);
 	a->wait_db = NULL;
 	write_tag(c, tag);
-	if (a->wait_simple && !run_simple(c, rest ? rest : "")) {
+	if (a->wait_simple && !run_simple(c, rest ? rest : "", true)) {
 		free(rest);
 		conn_send_out(&c->conn);
 		return;   /* waits again, or closing */

@@ -487,6 +487,7 @@ static void show_sockets(struct sluice *ctx, struct admin_reply *r, enum sock_li
 	for (int i = 0; i < n; i++) {
 		client_list_rows(ctx, r, &v[i]->cl_active, "cl_active", how);
 		client_list_rows(ctx, r, &v[i]->cl_waiting, "cl_waiting", how);
+		client_list_rows(ctx, r, &v[i]->cl_login, "cl_waiting", how);
 		server_list_rows(ctx, r, &v[i]->sv_active, "sv_active", how);
 		server_list_rows(ctx, r, &v[i]->sv_idle, "sv_idle", how);
 		server_list_rows(ctx, r, &v[i]->sv_used, "sv_used", how);

@@ -1355,6 +1355,22 @@ const struct config_param *config_find_param(const char *name)
 	return NULL;
 }
 
+void config_keep_restart_only(struct config *new, const struct config *old)
+{
+	char *buf = xmalloc(8192);
+	struct problem pb;
+
+	for (size_t i = 0; i < ARRAY_SIZE(params); i++) {
+		const struct config_param *p = &params[i];
+		if (p->reloadable)
+			continue;
+		config_format_value(old, p, buf, 8192);
+		if (!type_ops[p->type].from_text(p, buf, field_ptr(new, p), &pb))
+			abort();   /* a formatted value must parse back: a bug here */
+	}
+	free(buf);
+}
+
 int config_set(struct config *cfg, const char *name, const char *value, char *err,
 	       size_t errlen)
 {

@@ -77,6 +77,10 @@ static void signal_cb(uv_signal_t *h, int signum)
 		pool_pause(ctx, NULL);
 		break;
 	case SIGUSR2:
+		if (ctx->shutdown_mode != SHUTDOWN_NONE) {
+			log_warning("SIGUSR2 ignored: a shutdown is in progress");
+			break;
+		}
 		log_info("SIGUSR2: resuming every database");
 		pool_resume(ctx, NULL);
 		break;

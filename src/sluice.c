@@ -265,9 +265,9 @@ int sluice_reload(struct sluice *ctx, char *err, size_t errlen)
 	auth_files_free(&ctx->auth);
 	ctx->auth = files;
 	warn_restart_only(old, new);
-	/* Restart-only settings keep their running values. */
-	new->listen_port = old->listen_port;
-	new->pkt_buf = old->pkt_buf;
+	/* Restart-only settings keep their running values (SHOW CONFIG then
+	 * shows what is in effect). */
+	config_keep_restart_only(new, old);
 	ctx->cfg = new;
 	config_free(old);
 	apply_runtime(ctx);

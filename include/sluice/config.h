@@ -226,6 +226,9 @@ void config_format_value(const struct config *cfg, const struct config_param *p,
 /* Exact name match first, then the "*" entry; NULL when neither exists. */
 const struct config_db *config_find_db(const struct config *cfg, const char *name);
 
+/* After a reload: restart-only settings keep their running values. */
+void config_keep_restart_only(struct config *new, const struct config *old);
+
 /* A setting by name (case-insensitive), or NULL. */
 const struct config_param *config_find_param(const char *name);
 
