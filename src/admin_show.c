@@ -15,6 +15,7 @@
 #include "sluice/client.h"
 #include "sluice/config.h"
 #include "sluice/pool.h"
+#include "sluice/prepare.h"
 #include "sluice/proto.h"
 #include "sluice/server.h"
 #include "sluice/sluice.h"
@@ -370,7 +371,7 @@ static void client_row(struct sluice *ctx, struct admin_reply *r, const struct c
 	admin_val_int(r, 0);
 	admin_val_text(r, tls);
 	admin_val_text(r, app ? app : "");
-	admin_val_int(r, 0);
+	admin_val_int(r, prep_client_count(c));
 	admin_val_uint(r, c->id);
 	if (how != LIST_STD)
 		socket_buffers(r, &c->conn);
@@ -417,7 +418,7 @@ static void server_row(struct sluice *ctx, struct admin_reply *r, const struct s
 	admin_val_int(r, (long long)s->backend_pid);
 	admin_val_text(r, tls);
 	admin_val_text(r, app ? app : "");
-	admin_val_int(r, 0);
+	admin_val_int(r, prep_server_count(s));
 	admin_val_uint(r, s->id);
 	if (how != LIST_STD)
 		socket_buffers(r, &s->conn);

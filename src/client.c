@@ -21,6 +21,7 @@
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/prepare.h"
 #include "sluice/proto.h"
 #include "sluice/server.h"
 #include "sluice/sluice.h"
@@ -109,6 +110,7 @@ static void client_on_closed(struct conn *conn)
 	close(conn->fd);
 	auth_state_free(c);
 	admin_client_free(c);
+	prep_client_free(c);
 	c->ctx->n_clients--;
 	vars_free(&c->vars);
 	free(c->dbname);
@@ -498,7 +500,8 @@ static enum pkt_action login_packet(struct client *c, uint32_t len, const uint8_
 
 /* ---- work ---------------------------------------------------------------- */
 
-static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len)
+static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len,
+				   const uint8_t *body, uint32_t avail)
 {
 	const char *why = proto_check_header(type, len + 4, true);
 	struct server *s;
@@ -525,6 +528,14 @@ static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len)
 	s = c->server;
 	if (s->step != STEP_NONE || s->release_pending)
 		return PKT_WAIT;
+	bool prep = prep_active(c);
+	if (prep) {
+		uint32_t need = prep_client_needs(c, type, len);
+		if (avail < need) {
+			c->conn.need_bytes = need;
+			return PKT_NEED_BODY;
+		}
+	}
 	if (s->pending_rfq == 0 && !s->ext_pending) {
 		s->query_start_ms = c->last_activity_ms;
 		s->query_start_us = stats_now_us();
@@ -553,6 +564,8 @@ static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len)
 	default:
 		break;
 	}
+	if (prep)
+		return prep_client_packet(c, type, len, body, avail);
 	return PKT_FORWARD;
 }
 
@@ -572,7 +585,7 @@ static enum pkt_action client_on_packet(struct conn *conn, uint8_t type, uint32_
 	case CL_WAITING:
 		if (unlikely(c->admin != NULL))
 			return admin_packet(c, type, len, body, avail);
-		return work_packet(c, type, len);
+		return work_packet(c, type, len, body, avail);
 	case CL_CLOSED:
 		return PKT_CLOSED;
 	}

@@ -168,6 +168,9 @@ static const struct config_param params[] = {
 	      "Client connections allowed per database (all users); 0 = unlimited."),
 	INT_P(max_db_connections, 0, 100000, "0", RELOAD,
 	      "Server connections allowed per database (all users); 0 = unlimited."),
+	INT_P(max_prepared_statements, 0, 100000, "200", RELOAD,
+	      "Named prepared statements kept per server connection in transaction and "
+	      "statement mode (LRU); 0 = relay them untouched."),
 	INT_P(max_user_client_connections, 0, 1000000, "0", RELOAD,
 	      "Client connections allowed per user (all databases); 0 = unlimited."),
 	INT_P(max_user_connections, 0, 100000, "0", RELOAD,

@@ -270,6 +270,21 @@ blocked:
 	return false;
 }
 
+void conn_pending_to_peer_out(struct conn *c)
+{
+	struct conn *dst = c->peer;
+
+	if (!dst || c->sent == c->scan)
+		return;
+	pktbuf_put_bytes(&dst->out, c->rbuf + c->sent, c->scan - c->sent);
+	c->sent = c->scan;
+	if (c->blocked) {
+		c->blocked = false;
+		conn_update_poll(c);
+	}
+	conn_update_poll(dst);
+}
+
 void conn_drop_pending(struct conn *c)
 {
 	c->sent = c->scan;
@@ -368,6 +383,14 @@ static void process_loop(struct conn *c)
 		case PKT_FORWARD:
 			c->remaining = hdr + body;
 			c->skip = false;
+			if (c->skip_prefix) {
+				/* The caller wrote its own version of these bytes. */
+				uint32_t n = MIN(c->skip_prefix, hdr + have);
+				c->skip_prefix = 0;
+				c->scan += n;
+				c->sent = c->scan;
+				c->remaining -= n;
+			}
 			break;
 		case PKT_FORWARD_STOP:
 			c->remaining = hdr + body;
@@ -380,13 +403,16 @@ static void process_loop(struct conn *c)
 			c->skip = true;
 			c->notify_flushed = c->notify_flushed || a == PKT_SKIP_STOP;
 			break;
-		case PKT_NEED_BODY:
-			if (have == body) {
+		case PKT_NEED_BODY: {
+			uint32_t want = c->need_bytes ? MIN(c->need_bytes, body) : body;
+			c->need_bytes = 0;
+			if (have >= want) {
 				c->ops->on_error(c, "protocol handler asked for a buffered body");
 				return;
 			}
-			make_room(c, hdr + body);
+			make_room(c, hdr + want);
 			return;
+		}
 		case PKT_WAIT:
 			c->stopped = true;
 			return;

@@ -198,6 +198,7 @@ int main(int argc, char **argv)
 	if (uv_loop_close(&loop) != 0)
 		log_warning("event loop closed with handles still open");
 	pool_free_all(ctx);
+	pstmt_registry_free(&ctx->pstmts);
 	cancel_registry_free(&ctx->cancels);
 	log_info("shutdown complete");
 	auth_files_free(&ctx->auth);

@@ -19,6 +19,7 @@
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/prepare.h"
 #include "sluice/proto.h"
 #include "sluice/sluice.h"
 #include "sluice/stats.h"
@@ -83,6 +84,7 @@ static void server_free(struct server *s)
 		explicit_bzero(s->trace_buf.data, s->trace_buf.cap);
 	pktbuf_free(&s->trace_buf);
 	vars_free(&s->vars);
+	prep_server_free(s);
 	free(s->hostaddr);
 	free(s->cancel_addr);
 	free(s->host);
@@ -785,6 +787,8 @@ void server_start_check(struct server *s)
 
 void server_start_step(struct server *s, enum server_step step)
 {
+	if (step == STEP_RESET)
+		prep_server_forget(s);   /* DISCARD ALL drops the prepared statements */
 	const char *q = step == STEP_ROLLBACK ? "ROLLBACK" : pool_reset_query(s->pool);
 	if (!q) {
 		pool_server_ready(s);
@@ -1004,6 +1008,14 @@ static enum pkt_action server_on_packet(struct conn *c, uint8_t type, uint32_t l
 		return step_packet(s, type, len, body, avail);
 	if (!s->client)
 		return idle_packet(s, type, len, body, avail);
+
+	if (unlikely(s->prep != NULL)) {
+		if (avail < len && (type == PQ_MSG_READY_FOR_QUERY || type == PQ_MSG_PARAMETER_STATUS ||
+				    avail < prep_server_needs(s, type, len)))
+			return PKT_NEED_BODY;
+		if (prep_server_packet(s, type, len, body, avail) == PKT_SKIP)
+			return PKT_SKIP;
+	}
 
 	switch (type) {
 	case PQ_MSG_READY_FOR_QUERY:

@@ -23,6 +23,7 @@ struct server;
 struct log_conn;
 struct auth_state;
 struct admin_state;
+struct prep_client;
 
 #define CLIENT_STATES(X)                                                     \
 	X(CL_LOGIN)       /* ctx->login_clients: reading the startup packet */ \
@@ -62,6 +63,7 @@ struct client {
 	bool is_unix;
 	struct auth_state *auth;   /* exchange state while logging in, or NULL */
 	struct admin_state *admin; /* admin console client, or NULL */
+	struct prep_client *prep;  /* named prepared statements (transaction mode) */
 	struct list auth_node;     /* on auth_pool->auth_waiting while queued */
 	struct pool *auth_pool;    /* pool running this client's auth_query */
 	struct server *auth_server; /* server running it right now, or NULL */

@@ -130,6 +130,7 @@ struct config {
 	int tcp_user_timeout;
 	double server_login_retry;
 	int pkt_buf;
+	int max_prepared_statements;         /* per server; 0 = no tracking */
 	struct config_strlist ignore_startup_parameters;
 	struct config_strlist track_extra_parameters;
 

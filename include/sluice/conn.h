@@ -86,6 +86,10 @@ struct conn {
 	uint32_t remaining;
 	uint32_t pkt_buf;         /* normal buffer size */
 	bool skip;
+	uint32_t need_bytes;      /* PKT_NEED_BODY: body bytes wanted (0 = all) */
+	uint32_t skip_prefix;     /* PKT_FORWARD: leading bytes of the message to
+				   * drop (the caller rewrote them); needs
+				   * conn_has_pending() false */
 	bool startup;             /* messages have no type byte yet */
 	bool stopped;             /* processing paused (WAIT / FORWARD_STOP) */
 	bool notify_flushed;      /* call on_flushed once pending is written */
@@ -134,6 +138,13 @@ static inline bool conn_has_pending(const struct conn *c)
 {
 	return c->sent != c->scan;
 }
+
+/*
+ * Move c's decided-but-unsent relayed bytes into the peer's generated
+ * output, so that messages the caller writes to peer->out next follow them
+ * in order.
+ */
+void conn_pending_to_peer_out(struct conn *c);
 
 /* Drop undelivered relayed bytes (the peer is going away). */
 void conn_drop_pending(struct conn *c);

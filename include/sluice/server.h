@@ -23,6 +23,7 @@
 struct pool;
 struct client;
 struct log_conn;
+struct prep_server;
 
 #define SERVER_STATES(X)                                                     \
 	X(SV_LOGIN)    /* pool->sv_login: libpq login in progress */         \
@@ -86,6 +87,7 @@ struct server {
 	char *port;                 /* first port of the conninfo, or NULL */
 	char tls_paths[3][512];     /* server_tls_* files, resolved, during login */
 	char passfile[512];         /* server_passfile, resolved, during login */
+	struct prep_server *prep;   /* prepared statements here, outstanding messages */
 	enum server_step step;
 	bool step_done;             /* step finished; continue from on_flushed */
 	char *step_error;           /* ErrorResponse text from an internal query */

@@ -13,6 +13,7 @@
 #include "sluice/cancel.h"
 #include "sluice/common.h"
 #include "sluice/list.h"
+#include "sluice/prepare.h"
 
 struct config;
 struct listener;
@@ -37,6 +38,7 @@ struct sluice {
 	struct statlist login_clients; /* CL_LOGIN: before the startup packet */
 	struct cancel_registry cancels; /* fake keys, cancels in flight */
 	struct list pools;             /* every struct pool */
+	struct pstmt_registry pstmts;  /* distinct prepared statements */
 	struct statlist dead_servers;  /* closed servers without a handle, freed
 					* by the reaper after this iteration */
 	int n_clients;                 /* every client connection (max_client_conn) */

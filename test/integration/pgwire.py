@@ -52,6 +52,10 @@ Modes:
                                          row is printed as "VAR=<value>"
                                          (SQL is taken verbatim; `open` takes
                                          shell-style quoting)
+            x NAME MSG ;; MSG ...        extended protocol: P name sql, B portal
+                                         stmt, E portal, D S|P name, C S|P name,
+                                         S, H ("-" = unnamed); prints the answers
+                                         to every Sync as tokens
             send NAME SQL...             send a query without reading the answer
             read NAME [> VAR]            read the answer of a `send`
             close NAME                   Terminate, then close
@@ -483,6 +487,60 @@ def mode_slow_reader(args):
     return 0
 
 
+def extended(c, spec):
+    """Send extended-protocol messages, read the answers to every Sync.
+
+    spec: messages separated by ' ;; ':  P name sql | B portal stmt |
+    E portal | D S|P name | C S|P name | S | H.  Returns the answers, one
+    token each: 1 2 3 t n T C:tag I s D:first-value Z:status E:sqlstate.
+    """
+    data = b""
+    syncs = 0
+    for m in [x.strip() for x in spec.split(" ;; ") if x.strip()]:
+        kind, _, arg = m.partition(" ")
+        if kind == "P":
+            name, _, sql = arg.partition(" ")
+            name = "" if name == "-" else name
+            data += message(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+        elif kind == "B":
+            portal, _, stmt = arg.partition(" ")
+            portal = "" if portal == "-" else portal
+            stmt = "" if stmt == "-" else stmt
+            data += message(b"B", portal.encode() + b"\0" + stmt.encode() + b"\0" +
+                            struct.pack("!HHH", 0, 0, 0))
+        elif kind == "E":
+            portal = "" if arg in ("", "-") else arg
+            data += message(b"E", portal.encode() + b"\0" + struct.pack("!I", 0))
+        elif kind in ("D", "C"):
+            what, _, name = arg.partition(" ")
+            name = "" if name == "-" else name
+            data += message(kind.encode(), what.encode() + name.encode() + b"\0")
+        elif kind == "S":
+            data += message(b"S")
+            syncs += 1
+        elif kind == "H":
+            data += message(b"H")
+        else:
+            raise SystemExit("unknown extended message %r" % m)
+    c.send(data)
+    tokens = []
+    while syncs:
+        mtype, body = c.read_msg()
+        if mtype == "Z":
+            syncs -= 1
+            tokens.append("Z:" + body.decode())
+        elif mtype == "E":
+            tokens.append("E:" + PgError(parse_error_fields(body)).sqlstate)
+        elif mtype == "C":
+            tokens.append("C:" + body.rstrip(b"\0").decode().replace(" ", "_"))
+        elif mtype == "D":
+            row = decode_row(body)
+            tokens.append("D:" + ("" if not row or row[0] is None else row[0]))
+        elif mtype in "123tnTIs":
+            tokens.append(mtype)
+    return " ".join(tokens)
+
+
 def mode_script(args):
     conns = {}
 
@@ -559,6 +617,12 @@ def mode_script(args):
         elif cmd == "read":
             c = get(name)
             answer(name, c.read_result, var)
+        elif cmd == "x":
+            c = get(name)
+            try:
+                out("%s: %s" % (name, extended(c, rest)))
+            except Closed:
+                out("%s: CLOSED" % name)
         elif cmd == "close":
             c = get(name)
             c.send(message(b"X"))

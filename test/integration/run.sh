@@ -1782,9 +1782,12 @@ test_zz_no_passwords_in_logs() {
 # More tests, in their own files.
 # shellcheck source=admin_tests.sh
 . "$HERE/admin_tests.sh"
+# shellcheck source=prepared_tests.sh
+. "$HERE/prepared_tests.sh"
 
 all_tests() {   # test functions in the order they are defined; test_zz_* last
-    grep -ho '^test_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" "$HERE/admin_tests.sh" | tr -d '()' |
+    grep -ho '^test_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" "$HERE/admin_tests.sh" \
+        "$HERE/prepared_tests.sh" | tr -d '()' |
         grep -v '^test_zz_'
     grep -ho '^test_zz_[A-Za-z0-9_]*()' "${BASH_SOURCE[0]}" | tr -d '()'
 }

@@ -60,7 +60,7 @@ START_TEST(test_table_sorted_and_complete)
 	size_t n;
 	const struct config_param *p = config_params(&n);
 
-	ck_assert_uint_eq(n, 74);
+	ck_assert_uint_eq(n, 75);
 	for (size_t i = 0; i < n; i++) {
 		ck_assert_ptr_nonnull(p[i].def);
 		ck_assert_msg(p[i].help && strlen(p[i].help) > 10, "%s has no help", p[i].name);
