@@ -75,6 +75,8 @@ struct prep_server {
 
 #define NOP_NAME "_sluice_nop"
 
+static void pop_op(struct server *s);
+
 /* ---- registry ---------------------------------------------------------------- */
 
 static uint32_t hash_bytes(const void *p, size_t n)
@@ -290,6 +292,8 @@ void prep_server_free(struct server *s)
 	if (!ps)
 		return;
 	server_set_clear(s);
+	while (ps->n)
+		pop_op(s);   /* outstanding messages hold statements too */
 	free(ps->set.slots);
 	free(ps->ops);
 	free(ps);
