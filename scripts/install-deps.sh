@@ -18,6 +18,7 @@ PACKAGES=(
     libuv1-dev libpq-dev libssl-dev libconfig-dev libhttp-parser-dev check
     postgresql-15 postgresql-client-15
     openssl iproute2 procps python3 curl
+    python3-asyncpg openjdk-17-jre-headless libpostgresql-jdbc-java
 )
 PACKAGES+=("$@")
 

@@ -183,3 +183,25 @@ EOF
     assert_eq "A: 2 D:7 C:SELECT_1 Z:I" "${lines[3]}" "the statement works again"
     psql_direct -c "DROP TABLE prep_ddl" >/dev/null
 }
+
+# Real drivers with their default settings: asyncpg (always prepares) and
+# the PostgreSQL JDBC driver (server-side prepare after 5 executions).
+test_prepared_asyncpg_and_jdbc() {
+    local out jar=/usr/share/java/postgresql.jar
+    # JDBC sends extra_float_digits at startup: the usual PgBouncer setting.
+    start_sluice main <<EOF2
+pool_mode = "transaction";
+default_pool_size = 2;
+admin_users = "admin";
+ignore_startup_parameters = "extra_float_digits";
+$PREP_DB
+EOF2
+    # Debian's python3-asyncpg is in the system interpreter's path.
+    out=$(/usr/bin/python3 "$HERE/asyncpg_check.py" "$SLUICE_PORT" 12 25 2>&1) || fail "asyncpg: $out"
+    assert_eq "OK 1200" "$out" "asyncpg results"
+    [ -f "$jar" ] || fail "PostgreSQL JDBC driver not installed ($jar): run scripts/install-deps.sh"
+    out=$(java -cp "$jar" "$HERE/JdbcCheck.java" "$SLUICE_PORT" 8 20 2>&1) || fail "JDBC: $out"
+    assert_eq "OK 320" "$(printf '%s\n' "$out" | tail -n 1)" "JDBC results"
+    assert_int "$(admin_col "SHOW STATS_TOTALS" client_parse_count database=app)" -gt 20 "named Parses seen"
+    assert_int "$(backend_count app app)" -le 2 "backends"
+}
