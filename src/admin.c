@@ -162,22 +162,7 @@ void admin_client_free(struct client *c)
 static void write_error(struct client *c, const char *sqlstate, const char *msg,
 			const char *detail)
 {
-	struct pktbuf *b = &c->conn.out;
-	pktbuf_start(b, PQ_MSG_ERROR_RESPONSE);
-	pktbuf_put_byte(b, 'S');
-	pktbuf_put_string(b, "ERROR");
-	pktbuf_put_byte(b, 'V');
-	pktbuf_put_string(b, "ERROR");
-	pktbuf_put_byte(b, 'C');
-	pktbuf_put_string(b, sqlstate);
-	pktbuf_put_byte(b, 'M');
-	pktbuf_put_string(b, msg);
-	if (detail) {
-		pktbuf_put_byte(b, 'D');
-		pktbuf_put_string(b, detail);
-	}
-	pktbuf_put_byte(b, 0);
-	pktbuf_finish(b);
+	pktbuf_write_Report(&c->conn.out, PQ_MSG_ERROR_RESPONSE, "ERROR", sqlstate, msg, detail);
 }
 
 static void write_tag(struct client *c, const char *tag)
@@ -430,15 +415,8 @@ static enum run_result run_set(struct client *c, const struct command *cmd, char
 
 	for (size_t i = 0; i < ARRAY_SIZE(ignored_sets); i++)
 		if (!strcasecmp(cmd->words[1], ignored_sets[i])) {
-			pktbuf_start(&c->conn.out, PQ_MSG_NOTICE_RESPONSE);
-			pktbuf_put_byte(&c->conn.out, 'S');
-			pktbuf_put_string(&c->conn.out, "NOTICE");
-			pktbuf_put_byte(&c->conn.out, 'C');
-			pktbuf_put_string(&c->conn.out, "00000");
-			pktbuf_put_byte(&c->conn.out, 'M');
-			pktbuf_put_string(&c->conn.out, "SET ignored");
-			pktbuf_put_byte(&c->conn.out, 0);
-			pktbuf_finish(&c->conn.out);
+			pktbuf_write_Report(&c->conn.out, PQ_MSG_NOTICE_RESPONSE, "NOTICE", "00000",
+					    "SET ignored", NULL);
 			snprintf(tag, taglen, "SET");
 			return RUN_DONE;
 		}

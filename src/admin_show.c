@@ -133,20 +133,7 @@ void admin_row_end(struct admin_reply *r)
 
 void admin_notice(struct admin_reply *r, const char *msg, const char *detail)
 {
-	struct pktbuf *b = &r->notices;
-	pktbuf_start(b, PQ_MSG_NOTICE_RESPONSE);
-	pktbuf_put_byte(b, 'S');
-	pktbuf_put_string(b, "NOTICE");
-	pktbuf_put_byte(b, 'C');
-	pktbuf_put_string(b, "00000");
-	pktbuf_put_byte(b, 'M');
-	pktbuf_put_string(b, msg);
-	if (detail) {
-		pktbuf_put_byte(b, 'D');
-		pktbuf_put_string(b, detail);
-	}
-	pktbuf_put_byte(b, 0);
-	pktbuf_finish(b);
+	pktbuf_write_Report(&r->notices, PQ_MSG_NOTICE_RESPONSE, "NOTICE", "00000", msg, detail);
 }
 
 #define COLS(r, a) admin_columns((r), (a), (int)ARRAY_SIZE(a))
@@ -229,15 +216,6 @@ static const struct pool **sorted_pools(const struct sluice *ctx, int *n)
 
 /* ---- SHOW POOLS --------------------------------------------------------------- */
 
-static int parked_servers(const struct pool *p)
-{
-	const struct list *it;
-	int n = 0;
-	for (it = p->sv_used.head.next; it != &p->sv_used.head; it = it->next)
-		n += container_of(it, struct server, node)->parked;
-	return n;
-}
-
 static void show_pools(struct sluice *ctx, struct admin_reply *r)
 {
 	static const struct admin_col cols[] = {
@@ -262,7 +240,7 @@ static void show_pools(struct sluice *ctx, struct admin_reply *r)
 			const struct client *c = container_of(first, struct client, node);
 			wait = c->wait_start_us ? now - c->wait_start_us : 0;
 		}
-		int parked = parked_servers(p);
+		int parked = pool_parked_servers(p);
 		admin_row_begin(r);
 		admin_val_text(r, p->dbname);
 		admin_val_text(r, p->user);

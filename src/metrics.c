@@ -75,15 +75,6 @@ static void sample(struct pktbuf *b, const char *name, const struct pool *p, dou
 
 /* ---- pool gauges (SHOW POOLS) ------------------------------------------------ */
 
-static int parked(const struct pool *p)
-{
-	const struct list *it;
-	int n = 0;
-	for (it = p->sv_used.head.next; it != &p->sv_used.head; it = it->next)
-		n += container_of(it, struct server, node)->parked;
-	return n;
-}
-
 static double maxwait_seconds(const struct pool *p)
 {
 	const struct list *first = statlist_first(&p->cl_waiting);
@@ -105,10 +96,10 @@ LIST_GAUGE(g_cl_active, statlist_count(&p->cl_active))
 LIST_GAUGE(g_cl_waiting, statlist_count(&p->cl_waiting) + statlist_count(&p->cl_login))
 LIST_GAUGE(g_sv_active, statlist_count(&p->sv_active))
 LIST_GAUGE(g_sv_idle, statlist_count(&p->sv_idle))
-LIST_GAUGE(g_sv_used, statlist_count(&p->sv_used) - parked(p))
+LIST_GAUGE(g_sv_used, statlist_count(&p->sv_used) - pool_parked_servers(p))
 LIST_GAUGE(g_sv_tested, statlist_count(&p->sv_tested))
 LIST_GAUGE(g_sv_login, statlist_count(&p->sv_login))
-LIST_GAUGE(g_sv_canceled, parked(p))
+LIST_GAUGE(g_sv_canceled, pool_parked_servers(p))
 LIST_GAUGE(g_maxwait, maxwait_seconds(p))
 LIST_GAUGE(g_pool_size, p->pool_size)
 LIST_GAUGE(g_paused, p->paused)

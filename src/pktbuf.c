@@ -108,10 +108,10 @@ void pktbuf_write_Query(struct pktbuf *b, const char *sql)
 	pktbuf_finish(b);
 }
 
-void pktbuf_write_ErrorResponse(struct pktbuf *b, const char *severity,
-				const char *sqlstate, const char *message)
+void pktbuf_write_Report(struct pktbuf *b, uint8_t type, const char *severity,
+			 const char *sqlstate, const char *message, const char *detail)
 {
-	pktbuf_start(b, PQ_MSG_ERROR_RESPONSE);
+	pktbuf_start(b, type);
 	pktbuf_put_byte(b, 'S');
 	pktbuf_put_string(b, severity);
 	pktbuf_put_byte(b, 'V');
@@ -120,8 +120,18 @@ void pktbuf_write_ErrorResponse(struct pktbuf *b, const char *severity,
 	pktbuf_put_string(b, sqlstate);
 	pktbuf_put_byte(b, 'M');
 	pktbuf_put_string(b, message);
+	if (detail) {
+		pktbuf_put_byte(b, 'D');
+		pktbuf_put_string(b, detail);
+	}
 	pktbuf_put_byte(b, 0);
 	pktbuf_finish(b);
+}
+
+void pktbuf_write_ErrorResponse(struct pktbuf *b, const char *severity,
+				const char *sqlstate, const char *message)
+{
+	pktbuf_write_Report(b, PQ_MSG_ERROR_RESPONSE, severity, sqlstate, message, NULL);
 }
 
 void pktbuf_write_NegotiateProtocolVersion(struct pktbuf *b, uint32_t newest_minor,

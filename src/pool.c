@@ -91,6 +91,15 @@ void pool_server_set_state(struct server *s, enum server_state st)
 		statlist_append(to, &s->node);
 }
 
+int pool_parked_servers(const struct pool *p)
+{
+	const struct list *it;
+	int n = 0;
+	for (it = p->sv_used.head.next; it != &p->sv_used.head; it = it->next)
+		n += container_of(it, struct server, node)->parked;
+	return n;
+}
+
 int pool_server_count(const struct pool *p)
 {
 	return statlist_count(&p->sv_login) + statlist_count(&p->sv_idle) +

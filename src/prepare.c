@@ -254,16 +254,14 @@ int prep_client_count(const struct client *c)
 	return c->prep ? (int)c->prep->names.count : 0;
 }
 
+static void forget_client_names(struct client *c);
+
 void prep_client_free(struct client *c)
 {
 	struct prep_client *pc = c->prep;
 	if (!pc)
 		return;
-	for (uint32_t i = 0; i < pc->names.cap; i++)
-		if (pc->names.slots[i].ps) {
-			free(pc->names.slots[i].name);
-			pstmt_unref(c->ctx, pc->names.slots[i].ps);
-		}
+	forget_client_names(c);
 	free(pc->names.slots);
 	free(pc);
 	c->prep = NULL;

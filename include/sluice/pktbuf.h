@@ -50,6 +50,9 @@ void pktbuf_write_ReadyForQuery(struct pktbuf *b, char status);
 void pktbuf_write_Query(struct pktbuf *b, const char *sql);
 void pktbuf_write_ErrorResponse(struct pktbuf *b, const char *severity,
 				const char *sqlstate, const char *message);
+/* ErrorResponse ('E') or NoticeResponse ('N'), with an optional detail. */
+void pktbuf_write_Report(struct pktbuf *b, uint8_t type, const char *severity,
+			 const char *sqlstate, const char *message, const char *detail);
 void pktbuf_write_NegotiateProtocolVersion(struct pktbuf *b, uint32_t newest_minor,
 					   const char *const *unknown, int nunknown);
 

@@ -77,6 +77,10 @@ void pool_free_all(struct sluice *ctx);
 
 int pool_server_count(const struct pool *pool);
 
+/* Released servers held back until their forwarded cancels finish
+ * (sv_being_canceled; they sit on sv_used). */
+int pool_parked_servers(const struct pool *pool);
+
 /* Clients (any state) of a database's pools, or with a given user name. */
 int pool_client_count_where(const struct sluice *ctx, const char *dbname, const char *user);
 
