@@ -33,6 +33,7 @@
 #define COALESCE_MAX (16u * 1024u)
 
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
+static void apply_poll(struct conn *c);
 static void conn_process(struct conn *c);
 
 /* ---- socket I/O: plain or TLS --------------------------------------- */
@@ -117,17 +118,51 @@ void conn_update_poll(struct conn *c)
 		ev |= UV_READABLE;
 	else if (c->stopped && !c->close_after_flush)
 		/* Not reading (e.g. a client queued for a server), yet a peer
-		 * that hangs up must be noticed now, not when it is served. */
-		ev |= UV_DISCONNECT;
+		 * that hangs up must be noticed now, not when it is served.
+		 * Usually nothing arrives meanwhile, so the readable mask stays
+		 * (no epoll_ctl for a short wait); once bytes do arrive, only
+		 * hang-ups are polled for until the connection resumes. */
+		ev |= c->hold_read ? UV_DISCONNECT : UV_READABLE;
 	if (pktbuf_pending(&c->out) || (c->peer && c->peer->blocked))
 		ev |= UV_WRITABLE;
-	if (ev == c->events)
+	c->want = ev;
+	if (ev == c->events || !list_unlinked(&c->dirty))
 		return;
-	c->events = ev;
-	if (ev)
-		uv_poll_start(c->poll, ev, conn_poll_cb);
+	struct conn_poller *p = c->poll->loop->data;
+	if (p)
+		list_insert_before(&p->dirty, &c->dirty);
+	else
+		apply_poll(c);
+}
+
+static void apply_poll(struct conn *c)
+{
+	c->events = c->want;
+	if (c->want)
+		uv_poll_start(c->poll, c->want, conn_poll_cb);
 	else
 		uv_poll_stop(c->poll);
+}
+
+static void poller_prepare_cb(uv_prepare_t *h)
+{
+	struct conn_poller *p = h->data;
+	while (!list_empty(&p->dirty)) {
+		struct conn *c = container_of(p->dirty.next, struct conn, dirty);
+		list_del(&c->dirty);
+		if (!c->closing && c->poll && c->want != c->events)
+			apply_poll(c);
+	}
+}
+
+void conn_poller_init(struct conn_poller *p, uv_loop_t *loop)
+{
+	list_init(&p->dirty);
+	uv_prepare_init(loop, &p->prepare);
+	p->prepare.data = p;
+	uv_prepare_start(&p->prepare, poller_prepare_cb);
+	uv_unref((uv_handle_t *)&p->prepare);
+	loop->data = p;
 }
 
 /* ---- set-up and close ------------------------------------------------ */
@@ -137,6 +172,8 @@ static void conn_setup(struct conn *c, const struct conn_ops *ops, uint32_t pkt_
 	c->ops = ops;
 	c->pkt_buf = pkt_buf;
 	c->events = 0;
+	c->want = 0;
+	list_init(&c->dirty);
 	pktbuf_init(&c->out);
 }
 
@@ -185,6 +222,8 @@ void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->dirty.next && !list_unlinked(&c->dirty))   /* (never set up: zeroed) */
+		list_del(&c->dirty);
 	if (!c->poll) {
 		/* Never got a handle: the owner frees right away. */
 		free(c->rbuf);
@@ -500,6 +539,7 @@ void conn_resume(struct conn *c)
 	if (c->closing)
 		return;
 	c->stopped = false;
+	c->hold_read = false;
 	c->notify_flushed = false;
 	conn_process(c);
 	if (!c->closing && c->ssl && SSL_has_pending(c->ssl))
@@ -588,6 +628,9 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		c->ops->on_error(c, uv_strerror(status));
 		return;
 	}
+	/* Events of a mask that changed since (it is applied before the next
+	 * poll) are not wanted any more. */
+	events &= c->want | (c->tls_handshake ? c->tls_want : 0);
 	if (c->tls_handshake) {
 		tls_handshake_step(c);
 		return;
@@ -597,7 +640,18 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		if (c->closing)
 			return;
 	}
-	if (events & UV_READABLE) {
+	if ((events & UV_READABLE) && c->stopped && !c->tls_handshake) {
+		/* Readable while processing is paused: a hang-up, or more
+		 * bytes that must wait (then stop polling for them). */
+		char byte;
+		ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			c->ops->on_error(c, n == 0 ? "EOF" : strerror(errno));
+			return;
+		}
+		if (n > 0)
+			c->hold_read = true;
+	} else if (events & UV_READABLE) {
 		conn_on_readable(c);
 	} else if ((events & UV_DISCONNECT) && c->stopped) {
 		c->ops->on_error(c, "EOF");

@@ -124,6 +124,8 @@ void sluice_shutdown(struct sluice *ctx, const char *why)
 	uv_close((uv_handle_t *)&ctx->sig_quit, NULL);
 	uv_close((uv_handle_t *)&ctx->sig_usr1, NULL);
 	uv_close((uv_handle_t *)&ctx->sig_usr2, NULL);
+	uv_close((uv_handle_t *)&ctx->poller.prepare, NULL);
+	ctx->loop->data = NULL;   /* closing conns apply masks at once from now on */
 }
 
 /* Connections that keep a waiting shutdown from finishing (the admin
@@ -364,6 +366,7 @@ int sluice_start(struct sluice *ctx, char *err, size_t errlen)
 	ctx->wall_start_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 	ctx->stats_tick_ms = ctx->start_ms;
 	log_syslog(ctx->cfg->syslog, ctx->cfg->syslog_ident, ctx->cfg->syslog_facility);
+	conn_poller_init(&ctx->poller, ctx->loop);
 	if (listener_start_all(ctx, err, errlen) < 0)
 		return -1;
 	if (http_apply(ctx, err, errlen) < 0) {

@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "sluice/common.h"
+#include "sluice/list.h"
 #include "sluice/pktbuf.h"
 
 struct conn;
@@ -70,6 +71,8 @@ struct conn {
 	uv_poll_t *poll;          /* heap handle; poll->data = this conn */
 	int fd;
 	int events;               /* mask the poll is started with, 0 = stopped */
+	int want;                 /* mask wanted; applied before the next poll */
+	struct list dirty;        /* on the poller's list while want != events */
 	const struct conn_ops *ops;
 	struct conn *peer;        /* linked peer; written by pool_link/unlink only */
 	SSL *ssl;                 /* TLS session: libpq's on a server, ours on a
@@ -92,6 +95,8 @@ struct conn {
 				   * conn_has_pending() false */
 	bool startup;             /* messages have no type byte yet */
 	bool stopped;             /* processing paused (WAIT / FORWARD_STOP) */
+	bool hold_read;           /* stopped and the peer sent more: poll for
+				   * hang-ups only until resumed */
 	bool notify_flushed;      /* call on_flushed once pending is written */
 	bool blocked;             /* pending bytes wait for the peer to drain */
 	bool close_after_flush;   /* close once out is written */
@@ -102,6 +107,20 @@ struct conn {
 
 	uint64_t bytes_in, bytes_out;
 };
+
+/*
+ * Poll masks change several times while one event is handled (a server
+ * stopped for a release and resumed right after, ...).  Each change through
+ * uv_poll_start() costs epoll_ctl calls, so changes are collected and only
+ * the final mask is applied, once, right before the loop polls again.  One
+ * poller per loop (loop->data); without one, changes apply at once.
+ */
+struct conn_poller {
+	uv_prepare_t prepare;
+	struct list dirty;        /* conns whose wanted mask is not applied yet */
+};
+
+void conn_poller_init(struct conn_poller *p, uv_loop_t *loop);
 
 /* Set up a connection on an fd; starts reading.  Returns 0 or a UV error. */
 int conn_init(struct conn *c, uv_loop_t *loop, int fd, const struct conn_ops *ops,

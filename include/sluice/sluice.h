@@ -12,6 +12,7 @@
 #include "sluice/auth.h"
 #include "sluice/cancel.h"
 #include "sluice/common.h"
+#include "sluice/conn.h"
 #include "sluice/list.h"
 #include "sluice/prepare.h"
 
@@ -56,6 +57,7 @@ struct sluice {
 	uint64_t stats_tick_ms;        /* when the current stats period began */
 	double stats_last_period_s;    /* length of the last complete period */
 
+	struct conn_poller poller;     /* batches poll mask changes (conn.h) */
 	uv_timer_t janitor;            /* periodic maintenance */
 	uv_check_t reaper;             /* frees dead_servers after each iteration */
 	uv_signal_t sig_int, sig_term, sig_hup, sig_quit, sig_usr1, sig_usr2;
