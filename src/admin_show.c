@@ -148,13 +148,13 @@ static void format_time(const struct sluice *ctx, uint64_t loop_ms, char *buf, s
 	strftime(buf, len, "%Y-%m-%d %H:%M:%S %Z", &tm);
 }
 
-static void addr_of(const struct sockaddr_storage *ss, char *ip, size_t iplen, int *port)
+static void addr_of(const struct sockaddr *ss, char *ip, size_t iplen, int *port)
 {
-	if (ss->ss_family == AF_INET) {
+	if (ss->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
 		inet_ntop(AF_INET, &in->sin_addr, ip, (socklen_t)iplen);
 		*port = ntohs(in->sin_port);
-	} else if (ss->ss_family == AF_INET6) {
+	} else if (ss->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
 		inet_ntop(AF_INET6, &in6->sin6_addr, ip, (socklen_t)iplen);
 		*port = ntohs(in6->sin6_port);
@@ -172,7 +172,7 @@ static void local_addr_of(int fd, bool is_unix, int listen_port, char *ip, size_
 	memset(&ss, 0, sizeof(ss));
 	if (is_unix || fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
 		ss.ss_family = AF_UNIX;
-	addr_of(&ss, ip, iplen, port);
+	addr_of((const struct sockaddr *)&ss, ip, iplen, port);
 	if (ss.ss_family == AF_UNIX)
 		*port = listen_port;
 }
@@ -316,7 +316,7 @@ static void client_row(struct sluice *ctx, struct admin_reply *r, const struct c
 
 	if (how == LIST_ACTIVE && !conn_buffered(&c->conn))
 		return;
-	addr_of(&c->peer, ip, sizeof(ip), &port);
+	addr_of(&c->peer.sa, ip, sizeof(ip), &port);
 	if (c->is_unix)
 		port = ctx->cfg->listen_port;
 	local_addr_of(c->conn.fd, c->is_unix, ctx->cfg->listen_port, lip, sizeof(lip), &lport);

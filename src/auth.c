@@ -132,8 +132,10 @@ static void write_request(struct client *c, uint32_t code, const void *data, siz
 /* Refuse with the one message that reveals nothing; log why. */
 static enum auth_result fail_password(struct client *c, const char *why)
 {
+	char addr[64];
 	log_msg(LOG_INFO, "C-%llu %s/%s@%s: authentication failed: %s",
-		(unsigned long long)c->id, c->dbname, c->username, c->addr, why);
+		(unsigned long long)c->id, c->dbname, c->username,
+		client_addr(c, addr, sizeof(addr)), why);
 	auth_state_free(c);
 	client_fail(c, "28P01", "password authentication failed for user \"%s\"", c->username);
 	return AUTH_FAILED;
@@ -202,14 +204,15 @@ enum auth_result auth_start(struct client *c)
 	int line;
 	enum hba_method m = configured_method(c, &line);
 	const char *secret = ctx->auth.authfile ? authfile_lookup(ctx->auth.authfile, c->username) : NULL;
-	char msg[512];
+	char msg[512], addr[64];
 
 	switch (m) {
 	case HBA_TRUST:
 		return AUTH_OK;
 	case HBA_REJECT:
 		snprintf(msg, sizeof(msg), "no authentication rule allows user \"%s\" to database \"%s\" from %s%s",
-			 c->username, c->dbname, c->addr, line ? " (rejected by auth_hba_file)" : "");
+			 c->username, c->dbname, client_addr(c, addr, sizeof(addr)),
+			 line ? " (rejected by auth_hba_file)" : "");
 		return fail_with(c, "28000", msg);
 	case HBA_PEER:
 		if (peer_matches(c))

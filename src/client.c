@@ -19,6 +19,7 @@
 #include "sluice/auth.h"
 #include "sluice/cancel.h"
 #include "sluice/config.h"
+#include "sluice/listener.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/prepare.h"
@@ -54,7 +55,7 @@ void client_log_who(const struct client *c, struct log_conn *who)
 	who->id = c->id;
 	who->db = c->dbname ? c->dbname : "";
 	who->user = c->username ? c->username : "";
-	who->addr = c->addr;
+	who->addr = client_addr(c, who->addr_buf, sizeof(who->addr_buf));
 }
 
 #define clog(level, c, ...)                                                  \
@@ -68,8 +69,16 @@ void client_log_who(const struct client *c, struct log_conn *who)
 
 /* ---- lifetime ---------------------------------------------------------- */
 
-void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, const char *addr,
-		   bool is_unix)
+const char *client_addr(const struct client *c, char *buf, size_t len)
+{
+	if (c->is_unix)
+		snprintf(buf, len, "unix");
+	else
+		listener_format_addr(&c->peer.sa, buf, len);
+	return buf;
+}
+
+void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, bool is_unix)
 {
 	struct client *c = xcalloc(1, sizeof(*c));
 
@@ -82,7 +91,6 @@ void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, const 
 	c->state = CL_CLOSED;
 	list_init(&c->node);
 	list_init(&c->auth_node);
-	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	c->is_unix = is_unix;
 	c->connect_ms = sluice_now(ctx);
 	c->last_activity_ms = c->connect_ms;
@@ -113,8 +121,7 @@ static void client_on_closed(struct conn *conn)
 	prep_client_free(c);
 	c->ctx->n_clients--;
 	vars_free(&c->vars);
-	free(c->dbname);
-	free(c->username);
+	free(c->username);   /* dbname shares its allocation */
 	free(c);
 }
 
@@ -277,8 +284,13 @@ static bool client_startup(struct client *c, const struct startup *st)
 		return false;
 	}
 	const char *db = proto_startup_get(st, "database");
-	c->username = xstrdup(user);
-	c->dbname = xstrdup(db && db[0] ? db : user);
+	/* One allocation for both names (one idle client: one chunk less). */
+	const char *dbn = db && db[0] ? db : user;
+	size_t ul = strlen(user) + 1, dl = strlen(dbn) + 1;
+	c->username = xmalloc(ul + dl);
+	memcpy(c->username, user, ul);
+	c->dbname = c->username + ul;
+	memcpy(c->dbname, dbn, dl);
 	bool console = admin_is_console_db(c->dbname);
 
 	for (int i = 0; i < st->nparams; i++) {
@@ -404,17 +416,16 @@ void client_finish_login(struct client *c)
 	const struct config *cfg = c->ctx->cfg;
 
 	/* The client expects the pool's settings unless it asked for others. */
-	for (int i = 0; i < p->welcome.count; i++) {
-		const struct var *w = &p->welcome.items[i];
-		const char *tracked = vars_tracked_name(cfg, w->name);
+	const struct varlist *wl = &p->welcome;
+	for (const char *name = vars_next(wl, NULL); name; name = vars_next(wl, name)) {
+		const char *tracked = vars_tracked_name(cfg, name);
 		if (tracked && !vars_get(&c->vars, tracked))
-			vars_set(&c->vars, tracked, w->value);
+			vars_set(&c->vars, tracked, vars_value_of(name));
 	}
 	pktbuf_write_AuthenticationOk(out);
-	for (int i = 0; i < p->welcome.count; i++) {
-		const struct var *w = &p->welcome.items[i];
-		const char *mine = vars_get(&c->vars, w->name);
-		pktbuf_write_ParameterStatus(out, w->name, mine ? mine : w->value);
+	for (const char *name = vars_next(wl, NULL); name; name = vars_next(wl, name)) {
+		const char *mine = vars_get(&c->vars, name);
+		pktbuf_write_ParameterStatus(out, name, mine ? mine : vars_value_of(name));
 	}
 	cancel_register(c->ctx, c);
 	pktbuf_write_BackendKeyData(out, c->cancel_pid, c->cancel_key);

@@ -372,7 +372,8 @@ static bool make_room(struct conn *c, uint32_t n)
 		c->sent = c->scan = 0;
 	}
 	if (!c->rbuf || n > c->rcap) {
-		uint32_t cap = MAX(c->pkt_buf, n);
+		/* Startup packets are small: a login does not need a full buffer. */
+		uint32_t cap = MAX(c->startup ? 512u : c->pkt_buf, n);
 		c->rbuf = xrealloc(c->rbuf, cap);
 		c->rcap = cap;
 	}
@@ -485,6 +486,9 @@ static void maybe_release_buffer(struct conn *c)
 		c->rbuf = NULL;
 		c->rcap = 0;
 	}
+	/* The output buffer too (a client's greeting, a console answer). */
+	if (!c->peer && c->out.data && !pktbuf_pending(&c->out))
+		pktbuf_free(&c->out);
 }
 
 static void conn_process(struct conn *c)

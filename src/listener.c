@@ -25,7 +25,7 @@
 /* How long accepting pauses after the process ran out of descriptors. */
 #define EMFILE_PAUSE_MS 1000
 
-static void format_addr(const struct sockaddr *sa, char *buf, size_t len)
+void listener_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
@@ -92,16 +92,12 @@ static void accept_cb(uv_poll_t *h, int status, int events)
 			}
 			return;
 		}
-		char addr[INET6_ADDRSTRLEN + 8];
-		if (l->is_unix) {
-			snprintf(addr, sizeof(addr), "unix");
-		} else {
+		if (!l->is_unix) {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			set_keepalive(l->ctx->cfg, fd);
-			format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
 		}
-		client_accept(l->ctx, fd, (const struct sockaddr *)&ss, addr, l->is_unix);
+		client_accept(l->ctx, fd, (const struct sockaddr *)&ss, l->is_unix);
 	}
 }
 
@@ -131,7 +127,7 @@ static int bind_tcp(struct sluice *ctx, const struct sockaddr *sa, socklen_t sl,
 	char name[96];
 	int one = 1;
 
-	format_addr(sa, name, sizeof(name));
+	listener_format_addr(sa, name, sizeof(name));
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		if (quiet_v6)

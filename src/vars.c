@@ -17,49 +17,79 @@ static const char *const base_tracked[] = {
 
 void vars_free(struct varlist *l)
 {
-	for (int i = 0; i < l->count; i++) {
-		free(l->items[i].name);
-		free(l->items[i].value);
-	}
-	free(l->items);
-	l->items = NULL;
+	free(l->buf);
+	l->buf = NULL;
+	l->len = l->cap = 0;
 	l->count = 0;
 }
 
-static struct var *find(const struct varlist *l, const char *name)
+const char *vars_next(const struct varlist *l, const char *name)
 {
-	for (int i = 0; i < l->count; i++)
-		if (strcasecmp(l->items[i].name, name) == 0)
-			return &l->items[i];
+	if (!name)
+		return l->count ? l->buf : NULL;
+	const char *v = vars_value_of(name);
+	const char *next = v + strlen(v) + 1;
+	return next < l->buf + l->len ? next : NULL;
+}
+
+static char *find(const struct varlist *l, const char *name)
+{
+	for (const char *n = vars_next(l, NULL); n; n = vars_next(l, n))
+		if (strcasecmp(n, name) == 0)
+			return (char *)n;
 	return NULL;
 }
 
 const char *vars_get(const struct varlist *l, const char *name)
 {
-	struct var *v = find(l, name);
-	return v ? v->value : NULL;
+	const char *n = find(l, name);
+	return n ? vars_value_of(n) : NULL;
+}
+
+static void reserve(struct varlist *l, uint32_t need)
+{
+	if (need <= l->cap)
+		return;
+	/* Exact (rounded to 16): lists are small and rarely change after login,
+	 * and every idle client keeps one. */
+	uint32_t cap = (need + 15) & ~15u;
+	l->buf = xrealloc(l->buf, cap);
+	l->cap = cap;
 }
 
 void vars_set(struct varlist *l, const char *name, const char *value)
 {
-	struct var *v = find(l, name);
-	if (v) {
-		if (strcmp(v->value, value) != 0) {
-			free(v->value);
-			v->value = xstrdup(value);
+	char *copy = NULL;
+	char *n = find(l, name);
+
+	/* The value may point into the list itself, which is about to move. */
+	if (l->buf && value >= l->buf && value < l->buf + l->len)
+		value = copy = xstrdup(value);
+	size_t nl = strlen(value) + 1;
+	if (n) {
+		uint32_t off = (uint32_t)(vars_value_of(n) - l->buf);
+		size_t ol = strlen(l->buf + off) + 1;
+		if (strcmp(l->buf + off, value) != 0) {
+			reserve(l, (uint32_t)(l->len - ol + nl));
+			memmove(l->buf + off + nl, l->buf + off + ol, l->len - off - ol);
+			memcpy(l->buf + off, value, nl);
+			l->len = (uint32_t)(l->len - ol + nl);
 		}
-		return;
+	} else {
+		size_t kl = strlen(name) + 1;
+		reserve(l, (uint32_t)(l->len + kl + nl));
+		memcpy(l->buf + l->len, name, kl);
+		memcpy(l->buf + l->len + kl, value, nl);
+		l->len += (uint32_t)(kl + nl);
+		l->count++;
 	}
-	l->items = xrealloc(l->items, sizeof(*l->items) * (size_t)(l->count + 1));
-	l->items[l->count].name = xstrdup(name);
-	l->items[l->count].value = xstrdup(value);
-	l->count++;
+	free(copy);
 }
 
 void vars_copy(struct varlist *dst, const struct varlist *src)
 {
-	for (int i = 0; i < src->count; i++)
-		vars_set(dst, src->items[i].name, src->items[i].value);
+	for (const char *n = vars_next(src, NULL); n; n = vars_next(src, n))
+		vars_set(dst, n, vars_value_of(n));
 }
 
 const char *vars_tracked_name(const struct config *cfg, const char *name)
@@ -103,15 +133,15 @@ int vars_build_set(const struct varlist *want, const struct varlist *have,
 		   struct pktbuf *sql)
 {
 	int n = 0;
-	for (int i = 0; i < want->count; i++) {
-		const struct var *w = &want->items[i];
-		const char *cur = vars_get(have, w->name);
-		if ((cur && strcmp(cur, w->value) == 0) || !safe_name(w->name))
+	for (const char *name = vars_next(want, NULL); name; name = vars_next(want, name)) {
+		const char *value = vars_value_of(name);
+		const char *cur = vars_get(have, name);
+		if ((cur && strcmp(cur, value) == 0) || !safe_name(name))
 			continue;
 		pktbuf_put_bytes(sql, "SET ", 4);
-		pktbuf_put_bytes(sql, w->name, strlen(w->name));
+		pktbuf_put_bytes(sql, name, strlen(name));
 		pktbuf_put_bytes(sql, " TO ", 4);
-		put_literal(sql, w->value);
+		put_literal(sql, value);
 		pktbuf_put_bytes(sql, ";", 1);
 		n++;
 	}

@@ -58,8 +58,11 @@ struct client {
 	uint32_t cancel_key;
 	struct client *cancel_next; /* chain in the cancel registry */
 	bool cancel_registered;
-	char addr[INET6_ADDRSTRLEN + 8];
-	struct sockaddr_storage peer;  /* client address (TCP) */
+	union {                    /* client address (TCP); family 0 on a unix socket */
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer;
 	bool is_unix;
 	struct auth_state *auth;   /* exchange state while logging in, or NULL */
 	struct admin_state *admin; /* admin console client, or NULL */
@@ -78,8 +81,10 @@ struct client {
 const char *client_state_name(enum client_state st);
 
 /* A new connection from a listener; takes ownership of fd. */
-void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, const char *addr,
-		   bool is_unix);
+void client_accept(struct sluice *ctx, int fd, const struct sockaddr *sa, bool is_unix);
+
+/* The client's address as text ("ip:port", or "unix"); buf of 64 bytes is enough. */
+const char *client_addr(const struct client *c, char *buf, size_t len);
 
 /* Close with a reason (no message to the client). */
 void client_close(struct client *c, const char *reason);

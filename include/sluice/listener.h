@@ -9,6 +9,7 @@
 #ifndef SLUICE_LISTENER_H
 #define SLUICE_LISTENER_H
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "sluice/common.h"
@@ -29,6 +30,9 @@ int listener_start_all(struct sluice *ctx, char *err, size_t errlen);
 
 /* Close all listeners (asynchronous; the array is freed when all closed). */
 void listener_close_all(struct sluice *ctx);
+
+/* "ip:port", "[ip6]:port" or "unix" for an address (AF_UNIX or family 0). */
+void listener_format_addr(const struct sockaddr *sa, char *buf, size_t len);
 
 /* Resume accepting after a pause caused by running out of descriptors. */
 void listener_resume_all(struct sluice *ctx, uint64_t now);

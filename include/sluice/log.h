@@ -26,6 +26,7 @@ struct log_conn {
 	const char *db;
 	const char *user;
 	const char *addr;    /* peer address, "host:port" or "unix" */
+	char addr_buf[64];   /* room for formatting addr */
 };
 
 /* An extra key/value pair: JSON lines carry it as a key, text lines as k=v. */

@@ -16,16 +16,27 @@
 struct config;
 struct pktbuf;
 
-struct var {
-	char *name;
-	char *value;
-};
-
-/* A small list of name/value pairs; names compare case-insensitively. */
+/*
+ * A small list of name/value pairs; names compare case-insensitively.  One
+ * allocation holds them all, packed as "name\0value\0..." (idle clients
+ * are many: a pointer pair and two allocations per setting would double
+ * what an idle client costs).
+ */
 struct varlist {
-	struct var *items;
+	char *buf;
+	uint32_t len, cap;
 	int count;
 };
+
+/* Iterate: name = vars_next(l, NULL) gives the first, vars_next(l, name) the
+ * one after; NULL at the end.  The value follows its name. */
+const char *vars_next(const struct varlist *l, const char *name);
+static inline const char *vars_value_of(const char *name)
+{
+	while (*name)
+		name++;
+	return name + 1;
+}
 
 void vars_free(struct varlist *l);
 const char *vars_get(const struct varlist *l, const char *name);
