@@ -799,6 +799,10 @@ void server_start_step(struct server *s, enum server_step step)
 
 bool server_prepare_for_client(struct server *s)
 {
+	const struct config *cfg = server_ctx(s)->cfg;
+	/* Usually the server already has the client's settings. */
+	if (vars_signature(&s->client->vars, cfg) == vars_signature(&s->vars, cfg))
+		return false;
 	struct pktbuf sql;
 	pktbuf_init(&sql);
 	int n = vars_build_set(&s->client->vars, &s->vars, &sql);

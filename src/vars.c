@@ -21,6 +21,32 @@ void vars_free(struct varlist *l)
 	l->buf = NULL;
 	l->len = l->cap = 0;
 	l->count = 0;
+	l->sig_cfg = NULL;
+}
+
+/* FNV-1a, 64-bit; the name part case-folded. */
+static uint64_t pair_hash(const char *name, const char *value)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p)) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;   /* separator no name or value holds */
+	for (const char *p = value; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return h;
+}
+
+uint64_t vars_signature(struct varlist *l, const struct config *cfg)
+{
+	if (l->sig_cfg == cfg && cfg)
+		return l->sig;
+	uint64_t sig = 0;
+	for (const char *n = vars_next(l, NULL); n; n = vars_next(l, n))
+		if (vars_tracked_name(cfg, n))
+			sig += pair_hash(n, vars_value_of(n));   /* order-independent */
+	l->sig = sig;
+	l->sig_cfg = cfg;
+	return sig;
 }
 
 const char *vars_next(const struct varlist *l, const char *name)
@@ -62,6 +88,7 @@ void vars_set(struct varlist *l, const char *name, const char *value)
 	char *copy = NULL;
 	char *n = find(l, name);
 
+	l->sig_cfg = NULL;   /* the cached signature is stale */
 	/* The value may point into the list itself, which is about to move. */
 	if (l->buf && value >= l->buf && value < l->buf + l->len)
 		value = copy = xstrdup(value);

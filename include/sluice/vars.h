@@ -26,6 +26,9 @@ struct varlist {
 	char *buf;
 	uint32_t len, cap;
 	int count;
+	/* Cached vars_signature() and the config it was computed for. */
+	uint64_t sig;
+	const struct config *sig_cfg;
 };
 
 /* Iterate: name = vars_next(l, NULL) gives the first, vars_next(l, name) the
@@ -39,6 +42,14 @@ static inline const char *vars_value_of(const char *name)
 }
 
 void vars_free(struct varlist *l);
+
+/*
+ * A 64-bit summary of the tracked settings of a list (names case-folded,
+ * order ignored), cached until the list changes.  Two lists with the same
+ * signature need no SET to align them; the hot path of every server
+ * hand-off compares these instead of the settings.
+ */
+uint64_t vars_signature(struct varlist *l, const struct config *cfg);
 const char *vars_get(const struct varlist *l, const char *name);
 void vars_set(struct varlist *l, const char *name, const char *value);
 void vars_copy(struct varlist *dst, const struct varlist *src);

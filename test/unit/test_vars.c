@@ -355,12 +355,45 @@ END_TEST
 
 /* ---------------------------------------------------------------------- */
 
+/* Equal tracked settings, equal signatures: whatever the order, the case of
+ * the names, or untracked extras; any tracked difference changes it. */
+START_TEST(test_signature)
+{
+	struct config *cfg = config_defaults();
+	struct varlist a = {0}, b = {0};
+
+	vars_set(&a, "TimeZone", "UTC");
+	vars_set(&a, "DateStyle", "ISO, MDY");
+	vars_set(&b, "datestyle", "ISO, MDY");
+	vars_set(&b, "server_version", "15.0");   /* not tracked */
+	vars_set(&b, "timezone", "UTC");
+	ck_assert_uint_eq(vars_signature(&a, cfg), vars_signature(&b, cfg));
+	vars_set(&b, "TimeZone", "Europe/Paris");  /* the cache is refreshed */
+	ck_assert_uint_ne(vars_signature(&a, cfg), vars_signature(&b, cfg));
+	vars_set(&b, "TimeZone", "UTC");
+	ck_assert_uint_eq(vars_signature(&a, cfg), vars_signature(&b, cfg));
+	vars_set(&b, "application_name", "x");     /* tracked, only in b */
+	ck_assert_uint_ne(vars_signature(&a, cfg), vars_signature(&b, cfg));
+	/* Name and value boundaries matter. */
+	struct varlist c = {0}, d = {0};
+	vars_set(&c, "TimeZone", "UTC");
+	vars_set(&d, "TimeZ", "oneUTC");
+	ck_assert_uint_ne(vars_signature(&c, cfg), vars_signature(&d, cfg));
+	vars_free(&a);
+	vars_free(&b);
+	vars_free(&c);
+	vars_free(&d);
+	config_free(cfg);
+}
+END_TEST
+
 Suite *vars_suite(void)
 {
 	Suite *s = suite_create("vars");
 	TCase *tc = tcase_create("varlist");
 
 	tcase_add_test(tc, test_set_get);
+	tcase_add_test(tc, test_signature);
 	tcase_add_test(tc, test_set_overwrite);
 	tcase_add_test(tc, test_set_copies_strings);
 	tcase_add_test(tc, test_many);
