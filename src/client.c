@@ -427,6 +427,7 @@ void client_finish_login(struct client *c)
 		const char *mine = vars_get(&c->vars, name);
 		pktbuf_write_ParameterStatus(out, name, mine ? mine : vars_value_of(name));
 	}
+	vars_intern(&c->vars, &c->ctx->var_intern);   /* usually the same as many others */
 	cancel_register(c->ctx, c);
 	pktbuf_write_BackendKeyData(out, c->cancel_pid, c->cancel_key);
 	pktbuf_write_ReadyForQuery(out, 'I');

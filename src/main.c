@@ -199,6 +199,7 @@ int main(int argc, char **argv)
 		log_warning("event loop closed with handles still open");
 	pool_free_all(ctx);
 	pstmt_registry_free(&ctx->pstmts);
+	var_intern_free(&ctx->var_intern);
 	cancel_registry_free(&ctx->cancels);
 	log_info("shutdown complete");
 	auth_files_free(&ctx->auth);

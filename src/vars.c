@@ -15,9 +15,101 @@ static const char *const base_tracked[] = {
 	"application_name",
 };
 
+struct varblob {
+	struct varblob *next;
+	struct var_intern *owner;
+	uint32_t refs, hash, len;
+	int count;
+	char data[];
+};
+
+static uint32_t blob_hash(const char *p, uint32_t n)
+{
+	uint32_t h = 2166136261u;
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)p[i]) * 16777619u;
+	return h;
+}
+
+static void blob_unref(struct varblob *b)
+{
+	if (--b->refs)
+		return;
+	struct var_intern *t = b->owner;
+	struct varblob **pp = &t->buckets[b->hash % t->nbuckets];
+	while (*pp != b)
+		pp = &(*pp)->next;
+	*pp = b->next;
+	t->count--;
+	free(b);
+}
+
+void vars_intern(struct varlist *l, struct var_intern *t)
+{
+	if (l->shared || !l->count)
+		return;
+	if (!t->buckets) {
+		t->nbuckets = 256;
+		t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
+	}
+	uint32_t h = blob_hash(l->buf, l->len);
+	struct varblob *b;
+	for (b = t->buckets[h % t->nbuckets]; b; b = b->next)
+		if (b->hash == h && b->len == l->len && memcmp(b->data, l->buf, l->len) == 0)
+			break;
+	if (!b) {
+		b = xmalloc(sizeof(*b) + l->len);
+		b->owner = t;
+		b->refs = 0;
+		b->hash = h;
+		b->len = l->len;
+		b->count = l->count;
+		memcpy(b->data, l->buf, l->len);
+		b->next = t->buckets[h % t->nbuckets];
+		t->buckets[h % t->nbuckets] = b;
+		t->count++;
+	}
+	b->refs++;
+	free(l->buf);
+	l->buf = b->data;
+	l->cap = 0;
+	l->shared = b;
+}
+
+void var_intern_free(struct var_intern *t)
+{
+	/* Every list has released its blob by now; free what is left anyway. */
+	for (uint32_t i = 0; t->buckets && i < t->nbuckets; i++)
+		while (t->buckets[i]) {
+			struct varblob *b = t->buckets[i];
+			t->buckets[i] = b->next;
+			free(b);
+		}
+	free(t->buckets);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Make the list's buffer its own before changing it. */
+static void unshare(struct varlist *l)
+{
+	struct varblob *b = l->shared;
+	if (!b)
+		return;
+	char *own = xmalloc(l->len ? l->len : 1);
+	memcpy(own, b->data, l->len);
+	l->buf = own;
+	l->cap = l->len;
+	l->shared = NULL;
+	blob_unref(b);
+}
+
 void vars_free(struct varlist *l)
 {
-	free(l->buf);
+	if (l->shared)
+		blob_unref(l->shared);
+	else
+		free(l->buf);
+	l->shared = NULL;
 	l->buf = NULL;
 	l->len = l->cap = 0;
 	l->count = 0;
@@ -74,6 +166,7 @@ const char *vars_get(const struct varlist *l, const char *name)
 
 static void reserve(struct varlist *l, uint32_t need)
 {
+	unshare(l);
 	if (need <= l->cap)
 		return;
 	/* Exact (rounded to 16): lists are small and rarely change after login,
@@ -97,7 +190,7 @@ void vars_set(struct varlist *l, const char *name, const char *value)
 		uint32_t off = (uint32_t)(vars_value_of(n) - l->buf);
 		size_t ol = strlen(l->buf + off) + 1;
 		if (strcmp(l->buf + off, value) != 0) {
-			reserve(l, (uint32_t)(l->len - ol + nl));
+			reserve(l, (uint32_t)(l->len - ol + nl));   /* (unshares: offsets stay) */
 			memmove(l->buf + off + nl, l->buf + off + ol, l->len - off - ol);
 			memcpy(l->buf + off, value, nl);
 			l->len = (uint32_t)(l->len - ol + nl);

@@ -15,6 +15,7 @@
 #include "sluice/conn.h"
 #include "sluice/list.h"
 #include "sluice/prepare.h"
+#include "sluice/vars.h"
 
 struct config;
 struct listener;
@@ -40,6 +41,7 @@ struct sluice {
 	struct cancel_registry cancels; /* fake keys, cancels in flight */
 	struct list pools;             /* every struct pool */
 	struct pstmt_registry pstmts;  /* distinct prepared statements */
+	struct var_intern var_intern;  /* shared copies of clients' settings */
 	struct statlist dead_servers;  /* closed servers without a handle, freed
 					* by the reaper after this iteration */
 	int n_clients;                 /* every client connection (max_client_conn) */

@@ -22,6 +22,8 @@ struct pktbuf;
  * are many: a pointer pair and two allocations per setting would double
  * what an idle client costs).
  */
+struct varblob;
+
 struct varlist {
 	char *buf;
 	uint32_t len, cap;
@@ -29,7 +31,21 @@ struct varlist {
 	/* Cached vars_signature() and the config it was computed for. */
 	uint64_t sig;
 	const struct config *sig_cfg;
+	struct varblob *shared;   /* buf belongs to an interned blob (read-only) */
 };
+
+/*
+ * Interned lists: most clients carry byte-identical settings, so a logged-in
+ * client's list shares one read-only copy; the first change makes it a
+ * private copy again.
+ */
+struct var_intern {
+	struct varblob **buckets;
+	uint32_t nbuckets, count;
+};
+
+void vars_intern(struct varlist *l, struct var_intern *t);
+void var_intern_free(struct var_intern *t);
 
 /* Iterate: name = vars_next(l, NULL) gives the first, vars_next(l, name) the
  * one after; NULL at the end.  The value follows its name. */

@@ -387,6 +387,37 @@ START_TEST(test_signature)
 }
 END_TEST
 
+/* Interned lists share one copy; a change makes a private one. */
+START_TEST(test_intern)
+{
+	struct var_intern t = {0};
+	struct varlist a = {0}, b = {0};
+
+	vars_set(&a, "TimeZone", "UTC");
+	vars_set(&a, "DateStyle", "ISO");
+	vars_set(&b, "TimeZone", "UTC");
+	vars_set(&b, "DateStyle", "ISO");
+	vars_intern(&a, &t);
+	vars_intern(&b, &t);
+	ck_assert_ptr_eq(a.buf, b.buf);
+	ck_assert_uint_eq(t.count, 1);
+	vars_set(&b, "DateStyle", "ISO");            /* no change: still shared */
+	ck_assert_ptr_eq(a.buf, b.buf);
+	vars_set(&b, "DateStyle", "German");         /* copy on write */
+	ck_assert_ptr_ne(a.buf, b.buf);
+	ck_assert_str_eq(vars_get(&a, "DateStyle"), "ISO");
+	ck_assert_str_eq(vars_get(&b, "DateStyle"), "German");
+	ck_assert_str_eq(vars_get(&b, "TimeZone"), "UTC");
+	/* A value taken from the shared copy itself. */
+	vars_set(&a, "TimeZone", vars_get(&a, "DateStyle"));
+	ck_assert_str_eq(vars_get(&a, "TimeZone"), "ISO");
+	ck_assert_uint_eq(t.count, 0);               /* nobody shares it any more */
+	vars_free(&a);
+	vars_free(&b);
+	var_intern_free(&t);
+}
+END_TEST
+
 Suite *vars_suite(void)
 {
 	Suite *s = suite_create("vars");
@@ -394,6 +425,7 @@ Suite *vars_suite(void)
 
 	tcase_add_test(tc, test_set_get);
 	tcase_add_test(tc, test_signature);
+	tcase_add_test(tc, test_intern);
 	tcase_add_test(tc, test_set_overwrite);
 	tcase_add_test(tc, test_set_copies_strings);
 	tcase_add_test(tc, test_many);
