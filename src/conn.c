@@ -199,6 +199,9 @@ void conn_adopt_poll(struct conn *c, uv_poll_t *poll, int fd,
 		     const struct conn_ops *ops, uint32_t pkt_buf)
 {
 	conn_setup(c, ops, pkt_buf);
+	/* Server connections: few and busy, so their buffers are kept rather
+	 * than freed and allocated again for every transaction. */
+	c->keep_buffers = true;
 	c->fd = fd;
 	c->poll = poll;
 	poll->data = c;
@@ -481,13 +484,13 @@ static void maybe_release_buffer(struct conn *c)
 	if (c->scan != c->end || c->sent != c->scan)
 		return;
 	c->sent = c->scan = c->end = 0;
-	if (c->rbuf && (!c->peer || c->rcap > c->pkt_buf)) {
+	if (c->rbuf && ((!c->peer && !c->keep_buffers) || c->rcap > c->pkt_buf)) {
 		free(c->rbuf);
 		c->rbuf = NULL;
 		c->rcap = 0;
 	}
 	/* The output buffer too (a client's greeting, a console answer). */
-	if (!c->peer && c->out.data && !pktbuf_pending(&c->out))
+	if (!c->peer && !c->keep_buffers && c->out.data && !pktbuf_pending(&c->out))
 		pktbuf_free(&c->out);
 }
 

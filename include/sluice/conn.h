@@ -94,6 +94,7 @@ struct conn {
 				   * drop (the caller rewrote them); needs
 				   * conn_has_pending() false */
 	bool startup;             /* messages have no type byte yet */
+	bool keep_buffers;        /* keep rbuf/out while idle (servers: few, busy) */
 	bool stopped;             /* processing paused (WAIT / FORWARD_STOP) */
 	bool hold_read;           /* stopped and the peer sent more: poll for
 				   * hang-ups only until resumed */
