@@ -536,7 +536,7 @@ static enum run_result run_statement(struct client *c, const char *sql, struct a
 		goto out;
 	}
 	if (!strcasecmp(cmd->words[0], "show")) {
-		if (cmd->n != 2 || !admin_show(c->ctx, c, cmd->words[1], r))
+		if (cmd->n != 2 || !admin_show(c->ctx, cmd->words[1], r))
 			res = invalid(c, sql);
 		else
 			res = RUN_DONE;

@@ -746,18 +746,6 @@ static void show_databases(struct sluice *ctx, struct admin_reply *r)
 	free(names);
 }
 
-static int servers_of_user(const struct sluice *ctx, const char *user)
-{
-	const struct list *it;
-	int n = 0;
-	for (it = ctx->pools.next; it != &ctx->pools; it = it->next) {
-		const struct pool *p = container_of(it, struct pool, node);
-		if (strcmp(p->user, user) == 0)
-			n += pool_server_count(p);
-	}
-	return n;
-}
-
 static void show_users(struct sluice *ctx, struct admin_reply *r)
 {
 	static const struct admin_col cols[] = {
@@ -796,7 +784,7 @@ static void show_users(struct sluice *ctx, struct admin_reply *r)
 		admin_val_text(r, "");
 		admin_val_text(r, u && u->pool_mode >= 0 ? config_pool_mode_name(u->pool_mode) : NULL);
 		admin_val_int(r, cfg->max_user_connections);
-		admin_val_int(r, servers_of_user(ctx, names[i]));
+		admin_val_int(r, pool_servers_where(ctx, NULL, names[i]));
 		admin_val_int(r, cfg->max_user_client_connections);
 		admin_val_int(r, pool_client_count_where(ctx, NULL, names[i]));
 		admin_row_end(r);
@@ -875,6 +863,12 @@ static void show_lists(struct sluice *ctx, struct admin_reply *r)
 	admin_reply_free(&users);
 }
 
+static void count_buffers(const struct conn *c, long long *n, long long *bytes)
+{
+	*n += c->rbuf != NULL;
+	*bytes += c->rcap + (long long)c->out.cap;
+}
+
 /* Input buffers held right now, and their bytes (idle connections hold none). */
 static void buffers_in_use(const struct sluice *ctx, long long *n, long long *bytes)
 {
@@ -886,17 +880,11 @@ static void buffers_in_use(const struct sluice *ctx, long long *n, long long *by
 		const struct statlist *sv[] = {&p->sv_login, &p->sv_idle, &p->sv_active,
 					       &p->sv_used, &p->sv_tested};
 		for (size_t i = 0; i < ARRAY_SIZE(cl); i++)
-			for (e = cl[i]->head.next; e != &cl[i]->head; e = e->next) {
-				const struct conn *c = &container_of(e, struct client, node)->conn;
-				*n += c->rbuf != NULL;
-				*bytes += c->rcap + (long long)c->out.cap;
-			}
+			for (e = cl[i]->head.next; e != &cl[i]->head; e = e->next)
+				count_buffers(&container_of(e, struct client, node)->conn, n, bytes);
 		for (size_t i = 0; i < ARRAY_SIZE(sv); i++)
-			for (e = sv[i]->head.next; e != &sv[i]->head; e = e->next) {
-				const struct conn *c = &container_of(e, struct server, node)->conn;
-				*n += c->rbuf != NULL;
-				*bytes += c->rcap + (long long)c->out.cap;
-			}
+			for (e = sv[i]->head.next; e != &sv[i]->head; e = e->next)
+				count_buffers(&container_of(e, struct server, node)->conn, n, bytes);
 	}
 }
 
@@ -985,10 +973,8 @@ static bool show_fake_param(const char *what, struct admin_reply *r)
 	return false;
 }
 
-bool admin_show(struct sluice *ctx, const struct client *asker, const char *what,
-		struct admin_reply *r)
+bool admin_show(struct sluice *ctx, const char *what, struct admin_reply *r)
 {
-	(void)asker;
 	if (show_fake_param(what, r))
 		return true;
 	if (!strcasecmp(what, "help")) {

@@ -66,10 +66,10 @@ static void pool_labels(struct pktbuf *b, const struct pool *p)
 static void sample(struct pktbuf *b, const char *name, const struct pool *p, double v)
 {
 	put(b, "%s", name);
-	if (p)
+	if (p) {
 		pool_labels(b, p);
-	if (p)
 		pktbuf_put_byte(b, '}');
+	}
 	put(b, " %.15g\n", v);
 }
 

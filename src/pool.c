@@ -335,8 +335,7 @@ static void fail_with_last_error(struct client *c)
 		    p->last_error ? p->last_error : "server login failed");
 }
 
-/* Servers of every pool of a database (by client-visible name) or a backend user. */
-static int servers_where(const struct sluice *ctx, const char *dbname, const char *user)
+int pool_servers_where(const struct sluice *ctx, const char *dbname, const char *user)
 {
 	const struct list *it;
 	int n = 0;
@@ -375,10 +374,10 @@ static enum launch_verdict launch_verdict(const struct pool *pool)
 	if (limit && n >= limit)
 		return LAUNCH_POOL_FULL;
 	if (cfg->max_db_connections &&
-	    servers_where(pool->ctx, pool->dbname, NULL) >= cfg->max_db_connections)
+	    pool_servers_where(pool->ctx, pool->dbname, NULL) >= cfg->max_db_connections)
 		return LAUNCH_DB_FULL;
 	if (cfg->max_user_connections &&
-	    servers_where(pool->ctx, NULL, pool->user) >= cfg->max_user_connections)
+	    pool_servers_where(pool->ctx, NULL, pool->user) >= cfg->max_user_connections)
 		return LAUNCH_USER_FULL;
 	return LAUNCH_OK;
 }

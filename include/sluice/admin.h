@@ -78,8 +78,7 @@ void admin_notice(struct admin_reply *r, const char *msg, const char *detail);
  * Build `SHOW what` (case-insensitive) into r.  Returns false when `what`
  * names no SHOW command.
  */
-bool admin_show(struct sluice *ctx, const struct client *asker, const char *what,
-		struct admin_reply *r);
+bool admin_show(struct sluice *ctx, const char *what, struct admin_reply *r);
 
 /* The SHOW HELP text (also the detail of "invalid command" errors). */
 extern const char admin_help_text[];

@@ -81,6 +81,9 @@ int pool_server_count(const struct pool *pool);
  * (sv_being_canceled; they sit on sv_used). */
 int pool_parked_servers(const struct pool *pool);
 
+/* Servers of every pool of a database (by client-visible name) or a backend user. */
+int pool_servers_where(const struct sluice *ctx, const char *dbname, const char *user);
+
 /* Clients (any state) of a database's pools, or with a given user name. */
 int pool_client_count_where(const struct sluice *ctx, const char *dbname, const char *user);
 
