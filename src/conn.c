@@ -158,11 +158,52 @@ static void poller_prepare_cb(uv_prepare_t *h)
 void conn_poller_init(struct conn_poller *p, uv_loop_t *loop)
 {
 	list_init(&p->dirty);
+	p->nspare = 0;
+	p->spare_size = 0;
 	uv_prepare_init(loop, &p->prepare);
 	p->prepare.data = p;
 	uv_prepare_start(&p->prepare, poller_prepare_cb);
 	uv_unref((uv_handle_t *)&p->prepare);
 	loop->data = p;
+}
+
+void conn_poller_free(struct conn_poller *p)
+{
+	while (p->nspare)
+		free(p->spare[--p->nspare]);
+}
+
+/* ---- input buffers --------------------------------------------------- */
+
+static struct conn_poller *poller_of(const struct conn *c)
+{
+	return c->poll ? c->poll->loop->data : NULL;
+}
+
+/* A buffer of cap bytes for c: a spare one when the size matches. */
+static uint8_t *rbuf_get(struct conn *c, uint32_t cap)
+{
+	struct conn_poller *p = poller_of(c);
+	if (p && p->nspare && cap == p->spare_size)
+		return p->spare[--p->nspare];
+	return xmalloc(cap);
+}
+
+/* Give c's input buffer back (kept as a spare if it has the normal size). */
+static void rbuf_release(struct conn *c)
+{
+	struct conn_poller *p = poller_of(c);
+	if (!c->rbuf)
+		return;
+	if (p && c->rcap == c->pkt_buf && p->nspare < CONN_SPARE_BUFS &&
+	    (!p->nspare || p->spare_size == c->rcap)) {
+		p->spare_size = c->rcap;
+		p->spare[p->nspare++] = c->rbuf;
+	} else {
+		free(c->rbuf);
+	}
+	c->rbuf = NULL;
+	c->rcap = 0;
 }
 
 /* ---- set-up and close ------------------------------------------------ */
@@ -212,10 +253,9 @@ void conn_adopt_poll(struct conn *c, uv_poll_t *poll, int fd,
 static void conn_close_cb(uv_handle_t *h)
 {
 	struct conn *c = h->data;
+	rbuf_release(c);
 	free(h);
 	c->poll = NULL;
-	free(c->rbuf);
-	c->rbuf = NULL;
 	pktbuf_free(&c->out);
 	c->ops->on_closed(c);
 }
@@ -377,7 +417,7 @@ static bool make_room(struct conn *c, uint32_t n)
 	if (!c->rbuf || n > c->rcap) {
 		/* Startup packets are small: a login does not need a full buffer. */
 		uint32_t cap = MAX(c->startup ? 512u : c->pkt_buf, n);
-		c->rbuf = xrealloc(c->rbuf, cap);
+		c->rbuf = c->rbuf ? xrealloc(c->rbuf, cap) : rbuf_get(c, cap);
 		c->rcap = cap;
 	}
 	return true;
@@ -484,11 +524,8 @@ static void maybe_release_buffer(struct conn *c)
 	if (c->scan != c->end || c->sent != c->scan)
 		return;
 	c->sent = c->scan = c->end = 0;
-	if (c->rbuf && ((!c->peer && !c->keep_buffers) || c->rcap > c->pkt_buf)) {
-		free(c->rbuf);
-		c->rbuf = NULL;
-		c->rcap = 0;
-	}
+	if (c->rbuf && ((!c->peer && !c->keep_buffers) || c->rcap > c->pkt_buf))
+		rbuf_release(c);
 	/* The output buffer too (a client's greeting, a console answer). */
 	if (!c->peer && !c->keep_buffers && c->out.data && !pktbuf_pending(&c->out))
 		pktbuf_free(&c->out);

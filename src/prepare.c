@@ -508,10 +508,13 @@ static void client_unname(struct client *c, const char *name)
 
 static bool is_word_query(const uint8_t *body, uint32_t len, const char *word)
 {
-	size_t n = strlen(word);
 	uint32_t i = 0;
 	while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\t' || body[i] == '\r'))
 		i++;
+	/* Almost every query fails on its first letter: check that first. */
+	if (i == len || (body[i] | 0x20) != word[0])
+		return false;
+	size_t n = strlen(word);
 	if (len - i < n || strncasecmp((const char *)body + i, word, n) != 0)
 		return false;
 	for (i += (uint32_t)n; i < len && body[i]; i++)

@@ -126,6 +126,7 @@ void sluice_shutdown(struct sluice *ctx, const char *why)
 	uv_close((uv_handle_t *)&ctx->sig_usr2, NULL);
 	uv_close((uv_handle_t *)&ctx->poller.prepare, NULL);
 	ctx->loop->data = NULL;   /* closing conns apply masks at once from now on */
+	conn_poller_free(&ctx->poller);   /* and free their buffers themselves */
 }
 
 /* Connections that keep a waiting shutdown from finishing (the admin

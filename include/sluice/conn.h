@@ -116,12 +116,23 @@ struct conn {
  * the final mask is applied, once, right before the loop polls again.  One
  * poller per loop (loop->data); without one, changes apply at once.
  */
+#define CONN_SPARE_BUFS 32
+
 struct conn_poller {
 	uv_prepare_t prepare;
 	struct list dirty;        /* conns whose wanted mask is not applied yet */
+	/* Input buffers of the normal size that connections gave back.  A
+	 * client frees its buffer after each transaction (idle clients hold
+	 * none) and needs one again for its next query; these few spares
+	 * save a malloc/free pair per transaction. */
+	uint8_t *spare[CONN_SPARE_BUFS];
+	uint32_t nspare;
+	uint32_t spare_size;
 };
 
 void conn_poller_init(struct conn_poller *p, uv_loop_t *loop);
+/* Free the spare buffers (after the loop is closed). */
+void conn_poller_free(struct conn_poller *p);
 
 /* Set up a connection on an fd; starts reading.  Returns 0 or a UV error. */
 int conn_init(struct conn *c, uv_loop_t *loop, int fd, const struct conn_ops *ops,
