@@ -19,7 +19,10 @@
 #   * pgbench runs, interleaved: for each repetition, workload and client
 #     count every target runs once, the order rotated per repetition
 #     (A B C / B C A / C A B).  Targets: direct (TCP + SCRAM, skipped above
-#     $BENCH_DIRECT_MAX clients), pgbouncer, sluice.  Workloads:
+#     $BENCH_DIRECT_MAX clients), relay (scripts/min_relay.c: a 1:1 TCP
+#     forwarder that only does recv + send, i.e. what relaying alone costs
+#     on this machine; a backend per client, so also skipped above
+#     $BENCH_DIRECT_MAX), pgbouncer, sluice.  Workloads:
 #       select      pgbench -S
 #       select-ext  pgbench -S -M extended
 #       select-prep pgbench -S -M prepared (transaction poolers may fail it;
@@ -54,16 +57,16 @@
 #   BENCH_REPS         repetitions [3; quick 1]
 #   BENCH_CLIENTS      client counts ["10 100 1000"; quick "10 100"]
 #   BENCH_WORKLOADS    ["select select-ext select-prep tpcb"; quick "select"]
-#   BENCH_TARGETS      ["direct pgbouncer sluice"]
+#   BENCH_TARGETS      ["direct relay pgbouncer sluice"]
 #   BENCH_SCALE        pgbench scale factor [10]
 #   BENCH_POOL         server connections per pool [20]
 #   BENCH_THREADS      pgbench -j [2]
 #   BENCH_WARMUP       warm-up seconds before each run [2]
-#   BENCH_DIRECT_MAX   skip direct runs above this many clients [250]
+#   BENCH_DIRECT_MAX   skip direct and relay runs above this many clients [250]
 #   BENCH_CONN_ALLOW_MS  pgbench -T (and warm-up) is extended by this many ms
 #                      per client, rounded to whole seconds, so that the
 #                      initial logins do not eat the measured window [1]
-#   BENCH_DIRECT_CONN_ALLOW_MS  the same for direct runs, whose logins use
+#   BENCH_DIRECT_CONN_ALLOW_MS  the same for direct and relay runs, whose logins use
 #                      SCRAM (PBKDF2 on the client) and fork a backend [30]
 #   BENCH_LOG_SAMPLE   pgbench --sampling-rate of the per-transaction logs [1]
 #   BENCH_IDLE         idle connections per pooler [5000; quick 500]
@@ -88,7 +91,7 @@ DURATION=${BENCH_DURATION:-$d_dur}
 REPS=${BENCH_REPS:-$d_reps}
 CLIENTS=${BENCH_CLIENTS:-$d_clients}
 WORKLOADS=${BENCH_WORKLOADS:-$d_workloads}
-TARGETS=${BENCH_TARGETS:-"direct pgbouncer sluice"}
+TARGETS=${BENCH_TARGETS:-"direct relay pgbouncer sluice"}
 SCALE=${BENCH_SCALE:-10}
 POOL=${BENCH_POOL:-20}
 THREADS=${BENCH_THREADS:-2}
@@ -120,7 +123,7 @@ for w in $WORKLOADS; do
     case "$w" in select|select-ext|select-prep|tpcb) ;; *) die "unknown workload '$w'" ;; esac
 done
 for t in $TARGETS; do
-    case "$t" in direct|pgbouncer|sluice) ;; *) die "unknown target '$t'" ;; esac
+    case "$t" in direct|relay|pgbouncer|sluice) ;; *) die "unknown target '$t'" ;; esac
 done
 for c in $CLIENTS; do is_uint "$c" && [ "$c" -ge 1 ] || die "bad client count '$c'"; done
 
@@ -184,6 +187,7 @@ TOOL=$WORK/benchtool.py
 
 PGB_PID=
 SLUICE_PID=
+RELAY_PID=
 CHILD_PID=
 PG_STARTED=0
 
@@ -207,6 +211,7 @@ cleanup() {
     stop_pid "$CHILD_PID"
     stop_pid "$PGB_PID"
     stop_pid "$SLUICE_PID"
+    stop_pid "$RELAY_PID"
     [ -f "$WORK/pgb/pgbouncer.log" ] && cp "$WORK/pgb/pgbouncer.log" "$RES/pgbouncer.log"
     [ -f "$WORK/sluice/sluice.log" ] && cp "$WORK/sluice/sluice.log" "$RES/sluice.log"
     if [ "$PG_STARTED" = 1 ]; then
@@ -603,9 +608,13 @@ maintenance() {   # same starting state for every run
 # ---------------------------------------------------------------------------
 # Poolers
 
-read -r PGB_PORT SLUICE_PORT <<<"$("python3" "$TOOL" freeports 2)"
+read -r PGB_PORT SLUICE_PORT RELAY_PORT <<<"$("python3" "$TOOL" freeports 3)"
 
 mkdir -p "$WORK/pgb" "$WORK/sluice"
+case " $TARGETS " in *" relay "*)
+    "${CC:-cc}" -std=c11 -O2 -o "$WORK/min_relay" "$HERE/min_relay.c" ||
+        die "could not build scripts/min_relay.c" ;;
+esac
 printf '"postgres" ""\n' >"$WORK/pgb/userlist.txt"
 cat >"$WORK/pgb/pgbouncer.ini" <<EOF
 [databases]
@@ -670,12 +679,19 @@ start_sluice() {
     wait_listen sluice "$SLUICE_PID" "$SLUICE_PORT" "$WORK/sluice/sluice.log"
 }
 
+start_relay() {
+    "$WORK/min_relay" "$RELAY_PORT" "$PG_PORT" </dev/null >>"$WORK/relay.log" 2>&1 &
+    RELAY_PID=$!
+    wait_listen relay "$RELAY_PID" "$RELAY_PORT" "$WORK/relay.log"
+}
+
 stop_poolers() {
     stop_pid "$PGB_PID"; PGB_PID=
     stop_pid "$SLUICE_PID"; SLUICE_PID=
+    stop_pid "$RELAY_PID"; RELAY_PID=
     local i
     for i in $(seq 100); do   # let the ports go before the next start
-        listening "$PGB_PORT" || listening "$SLUICE_PORT" || return 0
+        listening "$PGB_PORT" || listening "$SLUICE_PORT" || listening "$RELAY_PORT" || return 0
         sleep 0.05
     done
 }
@@ -685,6 +701,7 @@ prepare_target() {
     stop_poolers
     case "$1" in
         direct)    T_PORT=$PG_PORT; T_PID=0 ;;
+        relay)     start_relay; T_PORT=$RELAY_PORT; T_PID=$RELAY_PID ;;
         pgbouncer) start_pgbouncer; T_PORT=$PGB_PORT; T_PID=$PGB_PID ;;
         sluice)    start_sluice; T_PORT=$SLUICE_PORT; T_PID=$SLUICE_PID ;;
     esac
@@ -738,11 +755,13 @@ for ((rep = 0; rep < REPS; rep++)); do
             order=0
             mapfile -t ORDER < <(rotate "$rep" "${TARGET_LIST[@]}")
             for t in "${ORDER[@]}"; do
-                if [ "$t" = direct ] && [ "$c" -gt "$DIRECT_MAX" ]; then continue; fi
+                per_backend=0   # one PostgreSQL backend per client
+                case "$t" in direct|relay) per_backend=1 ;; esac
+                if [ "$per_backend" = 1 ] && [ "$c" -gt "$DIRECT_MAX" ]; then continue; fi
                 order=$((order + 1))
                 id="r$((rep + 1))-$w-c$c-$t"
                 allow=$CONN_ALLOW_MS
-                [ "$t" = direct ] && allow=$DIRECT_CONN_ALLOW_MS
+                [ "$per_backend" = 1 ] && allow=$DIRECT_CONN_ALLOW_MS
                 extra=$(( (c * allow + 500) / 1000 ))
                 T=$(( DURATION + extra ))
                 maintenance
@@ -769,7 +788,9 @@ stop_poolers
 say "pgbench runs done in $(( $(date +%s) - T0 )) s"
 
 POOLERS=()
-for t in "${TARGET_LIST[@]}"; do [ "$t" = direct ] || POOLERS+=("$t"); done
+for t in "${TARGET_LIST[@]}"; do
+    case "$t" in direct|relay) ;; *) POOLERS+=("$t") ;; esac   # idle and storm: poolers only
+done
 
 # ---------------------------------------------------------------------------
 # Idle connections: RSS per idle client

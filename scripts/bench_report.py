@@ -23,8 +23,8 @@ import os
 import statistics
 import sys
 
-TARGETS = ["direct", "pgbouncer", "sluice"]
-NAMES = {"direct": "direct", "pgbouncer": "PgBouncer", "sluice": "Sluice"}
+TARGETS = ["direct", "relay", "pgbouncer", "sluice"]
+NAMES = {"direct": "direct", "relay": "1:1 relay", "pgbouncer": "PgBouncer", "sluice": "Sluice"}
 WORKLOAD_DESC = {
     "select": "pgbench -S (simple protocol)",
     "select-ext": "pgbench -S -M extended",
@@ -166,10 +166,13 @@ def header_lines(meta, runs):
     lines.append(f"- **Setup**: transaction pooling, pool size {m.get('pool', '?')}, "
                  f"max_client_conn 12000, no connection logging; poolers log in to PostgreSQL over "
                  f"TCP 127.0.0.1 with SCRAM (no TLS), clients are trusted; direct = pgbench over TCP "
-                 f"with SCRAM (skipped above {m.get('direct_max', '?')} clients). pgbench scale "
+                 f"with SCRAM (skipped above {m.get('direct_max', '?')} clients); 1:1 relay = a forwarder that only "
+                 f"does recv + send per readable socket, one backend per client "
+                 f"(scripts/min_relay.c; skipped like direct): what relaying alone costs "
+                 f"on this machine. pgbench scale "
                  f"{m.get('scale', '?')}, `-n -j {m.get('threads', '?')}`, `-T` {m.get('duration_s', '?')} s "
                  f"(+ {m.get('conn_allow_ms', '?')} ms per client through a pooler, "
-                 f"{m.get('direct_conn_allow_ms', '?')} ms per client direct, rounded to whole "
+                 f"{m.get('direct_conn_allow_ms', '?')} ms per client direct and relay, rounded to whole "
                  f"seconds, for the initial logins) × {m.get('reps', '?')} repetitions, "
                  f"targets interleaved with the order "
                  f"rotated per repetition; before each run TRUNCATE pgbench_history + VACUUM + "
@@ -222,11 +225,12 @@ def pgbench_sections(meta, runs):
                     row.append(fmt_num(med([r["tps"] for r in good]), 0)
                                + ("" if len(good) == len(rs) else f" ({len(rs) - len(good)} failed)"))
             s, b, d = (med_of(w, c, t, "tps") for t in ("sluice", "pgbouncer", "direct"))
-            su, bu = med_of(w, c, "sluice", "pooler_us_tx"), med_of(w, c, "pgbouncer", "pooler_us_tx")
-            row += [ratio(s, b), ratio(s, d), ratio(su, bu)]
+            su, bu, ru = (med_of(w, c, t, "pooler_us_tx") for t in ("sluice", "pgbouncer", "relay"))
+            row += [ratio(s, b), ratio(s, d), ratio(su, bu), ratio(su, ru), ratio(bu, ru)]
             rows.append(row)
-    lines += table(["workload", "clients", "direct", "PgBouncer", "Sluice", "Sluice/PgBouncer TPS",
-                    "Sluice/direct TPS", "Sluice/PgBouncer µs/tx"], rows)
+    lines += table(["workload", "clients"] + [NAMES[t] for t in TARGETS]
+                   + ["Sluice/PgBouncer TPS", "Sluice/direct TPS", "Sluice/PgBouncer µs/tx",
+                      "Sluice/relay µs/tx", "PgBouncer/relay µs/tx"], rows)
     lines.append("")
 
     for w in workloads:
@@ -280,6 +284,10 @@ def pgbench_sections(meta, runs):
             if "sluice" in present and "direct" in present:
                 ratio_text("Sluice/direct", [("TPS", tps["sluice"], tps["direct"]),
                                              ("p99", p99["sluice"], p99["direct"])])
+            if "relay" in present:
+                ratio_text("against the 1:1 relay (µs/tx)",
+                           [(NAMES[t], us[t], us["relay"]) for t in ("sluice", "pgbouncer")
+                            if t in present])
             lines.append("")
             if ratios:
                 lines += ["Ratios (of medians): " + "; ".join(ratios) + ".", ""]
