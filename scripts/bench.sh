@@ -69,7 +69,7 @@
 #   BENCH_DIRECT_CONN_ALLOW_MS  the same for direct and relay runs, whose logins use
 #                      SCRAM (PBKDF2 on the client) and fork a backend [30]
 #   BENCH_LOG_SAMPLE   pgbench --sampling-rate of the per-transaction logs [1]
-#   BENCH_IDLE         idle connections per pooler [5000; quick 500]
+#   BENCH_IDLE         idle connections per pooler [10000; quick 500]
 #   BENCH_STORM_DURATION  seconds per connection-storm run [BENCH_DURATION]
 #   BENCH_SKIP_IDLE, BENCH_SKIP_STORM  1 = skip that part [0]
 #   BENCH_SLUICE       the sluice binary [build/sluice]
@@ -84,7 +84,7 @@ QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     d_dur=3 d_reps=1 d_clients="10 100" d_workloads="select" d_idle=500
 else
-    d_dur=15 d_reps=3 d_clients="10 100 1000" d_workloads="select select-ext select-prep tpcb" d_idle=5000
+    d_dur=15 d_reps=3 d_clients="10 100 1000" d_workloads="select select-ext select-prep tpcb" d_idle=10000
 fi
 OUT_PARENT=${BENCH_OUT:-/tmp/sluice-bench-results}
 DURATION=${BENCH_DURATION:-$d_dur}
