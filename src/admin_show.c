@@ -889,13 +889,13 @@ static void buffers_in_use(const struct sluice *ctx, long long *n, long long *by
 }
 
 static void mem_row(struct admin_reply *r, const char *name, long long size, long long used,
-		    long long total)
+		    long long free_n, long long total)
 {
 	admin_row_begin(r);
 	admin_val_text(r, name);
 	admin_val_int(r, size);
 	admin_val_int(r, used);
-	admin_val_int(r, 0);
+	admin_val_int(r, free_n);
 	admin_val_int(r, total);
 	admin_row_end(r);
 }
@@ -913,15 +913,17 @@ static void show_mem(struct sluice *ctx, struct admin_reply *r)
 		pools++;
 	buffers_in_use(ctx, &nbuf, &bytes);
 	COLS(r, cols);
-	/* No slab caches: objects are allocated when needed and freed when
-	 * done, so `free` is always 0. */
-	mem_row(r, "pool_cache", (long long)sizeof(struct pool), pools,
+	/* Objects are allocated when needed and freed when done (`free` 0);
+	 * only input buffers keep a few spares (conn.h, struct conn_poller). */
+	mem_row(r, "pool_cache", (long long)sizeof(struct pool), pools, 0,
 		pools * (long long)sizeof(struct pool));
-	mem_row(r, "server_cache", (long long)sizeof(struct server), ctx->n_servers,
+	mem_row(r, "server_cache", (long long)sizeof(struct server), ctx->n_servers, 0,
 		ctx->n_servers * (long long)sizeof(struct server));
-	mem_row(r, "client_cache", (long long)sizeof(struct client), ctx->n_clients,
+	mem_row(r, "client_cache", (long long)sizeof(struct client), ctx->n_clients, 0,
 		ctx->n_clients * (long long)sizeof(struct client));
-	mem_row(r, "iobuf_cache", ctx->cfg->pkt_buf, nbuf, bytes);
+	long long spare = ctx->poller.nspare;
+	mem_row(r, "iobuf_cache", ctx->cfg->pkt_buf, nbuf, spare,
+		bytes + spare * (long long)ctx->poller.spare_size);
 }
 
 static void key_value_row(struct admin_reply *r, const char *k, const char *v)

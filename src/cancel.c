@@ -78,12 +78,31 @@ static void grow(struct cancel_registry *r)
 	free(old);
 }
 
+/*
+ * Two random words for a cancel key.  The kernel's generator, read in
+ * batches: a getrandom() call per login would be a system call more per
+ * connection (OpenSSL's RAND_bytes() costs more instructions than that).
+ */
+static bool random_words(struct cancel_registry *r, uint32_t out[2])
+{
+	if (r->rnd_left < 2) {
+		if (getrandom(r->rnd, sizeof(r->rnd), 0) != (ssize_t)sizeof(r->rnd))
+			return false;
+		r->rnd_left = ARRAY_SIZE(r->rnd);
+	}
+	for (int i = 0; i < 2; i++) {
+		out[i] = r->rnd[--r->rnd_left];
+		r->rnd[r->rnd_left] = 0;   /* each word is used once */
+	}
+	return true;
+}
+
 void cancel_register(struct sluice *ctx, struct client *c)
 {
 	struct cancel_registry *r = &ctx->cancels;
 	uint32_t rnd[2] = {0, 0};
 
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+	if (!random_words(r, rnd))
 		rnd[0] = (uint32_t)c->id;   /* never reached on Linux >= 3.17 */
 	c->cancel_pid = rnd[0] & 0x7fffffff;   /* a pid is positive */
 	c->cancel_key = rnd[1];

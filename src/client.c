@@ -235,15 +235,8 @@ static const char *apply_options(struct client *c, const char *opts, char *why, 
 /* The backend user a database entry forces (its `user`, or user= in conninfo). */
 static char *forced_user(const struct config_db *db)
 {
-	if (db->user)
-		return xstrdup(db->user);
-	char *found = NULL;
-	PQconninfoOption *opts = PQconninfoParse(db->conninfo, NULL);
-	for (PQconninfoOption *o = opts; o && o->keyword; o++)
-		if (!strcmp(o->keyword, "user") && o->val && o->val[0])
-			found = xstrdup(o->val);
-	PQconninfoFree(opts);
-	return found;
+	const char *u = db->user ? db->user : db->conninfo_user;
+	return u ? xstrdup(u) : NULL;
 }
 
 static bool login_continue(struct client *c, const struct startup *st, const char *const *unknown,
@@ -415,17 +408,22 @@ void client_finish_login(struct client *c)
 	struct pktbuf *out = &c->conn.out;
 	const struct config *cfg = c->ctx->cfg;
 
-	/* The client expects the pool's settings unless it asked for others. */
-	const struct varlist *wl = &p->welcome;
-	for (const char *name = vars_next(wl, NULL); name; name = vars_next(wl, name)) {
-		const char *tracked = vars_tracked_name(cfg, name);
-		if (tracked && !vars_get(&c->vars, tracked))
-			vars_set(&c->vars, tracked, vars_value_of(name));
-	}
+	/* The client expects the pool's settings unless it asked for others.
+	 * (Names compare case-insensitively, so the server's spelling serves.) */
+	const struct welcome_cache *w = pool_welcome(p, cfg);
+	uint64_t had = vars_add_defaults(&c->vars, &w->tracked);
 	pktbuf_write_AuthenticationOk(out);
-	for (const char *name = vars_next(wl, NULL); name; name = vars_next(wl, name)) {
-		const char *mine = vars_get(&c->vars, name);
-		pktbuf_write_ParameterStatus(out, name, mine ? mine : vars_value_of(name));
+	int t = 0;   /* index among the tracked items */
+	for (uint32_t i = 0; i < w->n; i++) {
+		const struct welcome_item *it = &w->items[i];
+		const char *mine = NULL;
+		if (it->tracked && (t >= 64 || (had & ((uint64_t)1 << t))))
+			mine = vars_get(&c->vars, it->name);   /* the client chose it */
+		t += it->tracked;
+		if (mine && strcmp(mine, it->value) != 0)
+			pktbuf_write_ParameterStatus(out, it->name, mine);
+		else
+			pktbuf_put_bytes(out, w->ps.data + it->off, it->len);
 	}
 	vars_intern(&c->vars, &c->ctx->var_intern);   /* usually the same as many others */
 	cancel_register(c->ctx, c);

@@ -875,6 +875,7 @@ struct section {
 	void (*init)(void *entry);    /* the "not set" markers */
 	void (*check)(struct loadctx *ctx, void *entry, int idx, const config_setting_t *grp);
 	void (*store)(struct config *cfg, void *entries, int n);
+	void (*release)(void *entry);  /* fields not in the table, or NULL */
 };
 
 static void db_init(void *entry)
@@ -907,16 +908,23 @@ static void user_store(struct config *cfg, void *entries, int n)
 
 static void db_check(struct loadctx *ctx, void *entry, int idx, const config_setting_t *grp);
 
+static void db_release(void *entry)
+{
+	struct config_db *db = entry;
+
+	free(db->conninfo_user);
+}
+
 static const struct section db_section = {
 	"databases", "database", db_fields, ARRAY_SIZE(db_fields), sizeof(struct config_db),
 	offsetof(struct config_db, name), offsetof(struct config_db, line),
-	db_init, db_check, db_store,
+	db_init, db_check, db_store, db_release,
 };
 
 static const struct section user_section = {
 	"users", "user", user_fields, ARRAY_SIZE(user_fields), sizeof(struct config_user),
 	offsetof(struct config_user, name), offsetof(struct config_user, line),
-	user_init, NULL, user_store,
+	user_init, NULL, user_store, NULL,
 };
 
 static const struct section *const sections[] = { &db_section, &user_section };
@@ -1101,13 +1109,27 @@ static bool check_conninfo(const char *conninfo, struct problem *pb)
 	return ok;
 }
 
+/* user= of a conninfo that parses, or NULL: looked up at every login. */
+static char *conninfo_user(const char *conninfo)
+{
+	char *found = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "user") && o->val && o->val[0])
+			found = xstrdup(o->val);
+	PQconninfoFree(opts);
+	return found;
+}
+
 static void db_check(struct loadctx *ctx, void *entry, int idx, const config_setting_t *grp)
 {
-	const struct config_db *db = entry;
+	struct config_db *db = entry;
 	struct problem pb;
 
 	if (db->conninfo && !check_conninfo(db->conninfo, &pb))
 		report_entry(ctx, &db_section, idx, grp, "conninfo", pb.text);
+	else if (db->conninfo && !db->conninfo_user)
+		db->conninfo_user = conninfo_user(db->conninfo);
 	if (db->user && !*db->user)
 		report_entry(ctx, &db_section, idx, grp, "user",
 			     "must not be empty (leave it out to use the client's user name)");
@@ -1274,11 +1296,14 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 	return cfg;
 }
 
+static uint64_t last_generation;
+
 struct config *config_defaults(void)
 {
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
 	struct problem pb;
 
+	cfg->generation = ++last_generation;
 	for (size_t i = 0; i < ARRAY_SIZE(params); i++) {
 		const struct config_param *p = &params[i];
 
@@ -1302,6 +1327,8 @@ static void free_entries(const struct section *sec, void *entries, int n)
 			if (type_ops[p->type].release)
 				type_ops[p->type].release(field_ptr(entry, p));
 		}
+		if (sec->release)
+			sec->release(entry);
 	}
 	free(entries);
 }
@@ -1393,6 +1420,7 @@ int config_set(struct config *cfg, const char *name, const char *value, char *er
 		snprintf(err, errlen, "%s: %s", p->name, pb.text);
 		return -1;
 	}
+	cfg->generation = ++last_generation;
 	return 0;
 }
 

@@ -275,7 +275,8 @@ void conn_close(struct conn *c)
 		c->ops->on_closed(c);
 		return;
 	}
-	uv_poll_stop(c->poll);
+	/* uv_close() stops the poll itself (a uv_poll_stop() first would be a
+	 * second epoll_ctl call). */
 	uv_close((uv_handle_t *)c->poll, conn_close_cb);
 }
 

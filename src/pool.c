@@ -207,6 +207,7 @@ static void pool_free(struct pool *p)
 		free(p->conninfo);
 		free(p->password);
 		free(p->last_error);
+	pool_welcome_reset(p);
 	vars_free(&p->welcome);
 	free(p);
 }
@@ -609,6 +610,37 @@ void pool_client_gone(struct client *c)
 		pool_server_ready(s);
 }
 
+const struct welcome_cache *pool_welcome(struct pool *p, const struct config *cfg)
+{
+	struct welcome_cache *w = &p->wcache;
+
+	if (w->items || !p->welcome.count)
+		return w;
+	w->items = xcalloc((size_t)p->welcome.count, sizeof(*w->items));
+	for (const char *name = vars_next(&p->welcome, NULL); name;
+	     name = vars_next(&p->welcome, name)) {
+		struct welcome_item *it = &w->items[w->n++];
+		it->name = name;
+		it->value = vars_value_of(name);
+		it->tracked = vars_tracked_name(cfg, name) != NULL;
+		if (it->tracked)
+			vars_set(&w->tracked, name, it->value);
+		it->off = (uint32_t)w->ps.len;
+		pktbuf_write_ParameterStatus(&w->ps, name, it->value);
+		it->len = (uint32_t)w->ps.len - it->off;
+	}
+	return w;
+}
+
+void pool_welcome_reset(struct pool *p)
+{
+	free(p->wcache.items);
+	p->wcache.items = NULL;
+	p->wcache.n = 0;
+	pktbuf_free(&p->wcache.ps);
+	vars_free(&p->wcache.tracked);
+}
+
 void pool_server_login_done(struct server *s)
 {
 	struct pool *p = s->pool;
@@ -621,6 +653,7 @@ void pool_server_login_done(struct server *s)
 	if (!p->have_welcome) {
 		vars_copy(&p->welcome, &s->vars);
 		p->have_welcome = true;
+		pool_welcome_reset(p);
 	}
 	statlist_for_each_safe(it, tmp, &p->cl_login) {
 		struct client *c = container_of(it, struct client, node);

@@ -237,6 +237,7 @@ static void apply_runtime(struct sluice *ctx)
 	log_syslog(cfg->syslog, cfg->syslog_ident, cfg->syslog_facility);
 	list_for_each_safe(it, tmp, &ctx->pools) {
 		struct pool *p = container_of(it, struct pool, node);
+		pool_welcome_reset(p);   /* tracked settings may have changed */
 		const struct config_db *db = p->admin ? NULL : config_find_db(cfg, p->dbname);
 		if (db)
 			pool_apply_config(p, db);

@@ -20,6 +20,7 @@ struct varblob {
 	struct var_intern *owner;
 	uint32_t refs, hash, len;
 	int count;
+	uint64_t sig, sig_gen;    /* vars_signature(), shared by its lists */
 	char data[];
 };
 
@@ -64,6 +65,7 @@ void vars_intern(struct varlist *l, struct var_intern *t)
 		b->hash = h;
 		b->len = l->len;
 		b->count = l->count;
+		b->sig_gen = 0;
 		memcpy(b->data, l->buf, l->len);
 		b->next = t->buckets[h % t->nbuckets];
 		t->buckets[h % t->nbuckets] = b;
@@ -113,7 +115,7 @@ void vars_free(struct varlist *l)
 	l->buf = NULL;
 	l->len = l->cap = 0;
 	l->count = 0;
-	l->sig_cfg = NULL;
+	l->sig_gen = 0;
 }
 
 /* FNV-1a, 64-bit; the name part case-folded. */
@@ -130,14 +132,25 @@ static uint64_t pair_hash(const char *name, const char *value)
 
 uint64_t vars_signature(struct varlist *l, const struct config *cfg)
 {
-	if (l->sig_cfg == cfg && cfg)
+	uint64_t gen = cfg ? cfg->generation : 0;
+	if (gen && l->sig_gen == gen)
 		return l->sig;
+	if (gen && l->shared && l->shared->sig_gen == gen) {
+		/* Interned: another client with the same list computed it. */
+		l->sig = l->shared->sig;
+		l->sig_gen = gen;
+		return l->sig;
+	}
 	uint64_t sig = 0;
 	for (const char *n = vars_next(l, NULL); n; n = vars_next(l, n))
 		if (vars_tracked_name(cfg, n))
 			sig += pair_hash(n, vars_value_of(n));   /* order-independent */
 	l->sig = sig;
-	l->sig_cfg = cfg;
+	l->sig_gen = gen;
+	if (l->shared) {
+		l->shared->sig = sig;
+		l->shared->sig_gen = gen;
+	}
 	return sig;
 }
 
@@ -176,12 +189,45 @@ static void reserve(struct varlist *l, uint32_t need)
 	l->cap = cap;
 }
 
+uint64_t vars_add_defaults(struct varlist *l, const struct varlist *defaults)
+{
+	uint64_t had = 0;
+	uint32_t extra = 0;
+	int i = 0;
+	const char *d;
+
+	for (d = vars_next(defaults, NULL); d; d = vars_next(defaults, d), i++) {
+		if (i >= 64 || find(l, d))
+			had |= i < 64 ? (uint64_t)1 << i : 0;
+		else
+			extra += (uint32_t)(strlen(d) + strlen(vars_value_of(d)) + 2);
+	}
+	if (extra) {
+		reserve(l, l->len + extra);
+		l->sig_gen = 0;
+	}
+	i = 0;
+	for (d = vars_next(defaults, NULL); d; d = vars_next(defaults, d), i++) {
+		if (i >= 64) {
+			if (!find(l, d))
+				vars_set(l, d, vars_value_of(d));
+		} else if (!(had & ((uint64_t)1 << i))) {
+			const char *v = vars_value_of(d);
+			size_t n = (size_t)(v + strlen(v) + 1 - d);   /* name and value */
+			memcpy(l->buf + l->len, d, n);
+			l->len += (uint32_t)n;
+			l->count++;
+		}
+	}
+	return had;
+}
+
 void vars_set(struct varlist *l, const char *name, const char *value)
 {
 	char *copy = NULL;
 	char *n = find(l, name);
 
-	l->sig_cfg = NULL;   /* the cached signature is stale */
+	l->sig_gen = 0;   /* the cached signature is stale */
 	/* The value may point into the list itself, which is about to move. */
 	if (l->buf && value >= l->buf && value < l->buf + l->len)
 		value = copy = xstrdup(value);

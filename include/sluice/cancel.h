@@ -28,6 +28,8 @@ struct cancel_registry {
 	size_t nbuckets;           /* power of two, or 0 before first use */
 	size_t count;
 	struct statlist inflight;  /* struct cancel_req.node */
+	uint32_t rnd[64];          /* random words for new keys, used from the end */
+	uint32_t rnd_left;
 };
 
 void cancel_registry_init(struct cancel_registry *r);

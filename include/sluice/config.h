@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum pool_mode {
 	POOL_MODE_SESSION = 0,
@@ -71,6 +72,7 @@ struct config_db {
 	char *password;     /* password for the forced user, NULL = none */
 	char *password_env; /* environment variable holding that password, or NULL */
 	int line;           /* line in the config file, for messages */
+	char *conninfo_user; /* user= of conninfo, or NULL (derived at load) */
 };
 
 /* One entry of the `users` list. */
@@ -87,6 +89,9 @@ struct config_user {
  */
 struct config {
 	char *filename;
+	/* Different for every loaded configuration and after every SET, so
+	 * that values derived from settings can tell they are stale. */
+	uint64_t generation;
 
 	/* listeners */
 	struct config_strlist listen_addr;   /* "*" = all IPv4 and IPv6 */

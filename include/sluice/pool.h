@@ -11,12 +11,28 @@
 
 #include "sluice/client.h"
 #include "sluice/list.h"
+#include "sluice/pktbuf.h"
 #include "sluice/server.h"
 #include "sluice/stats.h"
 #include "sluice/vars.h"
 
 struct sluice;
 struct config_db;
+
+/* See pool_welcome(). */
+struct welcome_item {
+	const char *name;          /* into pool->welcome */
+	const char *value;
+	bool tracked;              /* a client may ask for another value */
+	uint32_t off, len;         /* its ParameterStatus message in ps */
+};
+
+struct welcome_cache {
+	struct welcome_item *items;
+	uint32_t n;
+	struct pktbuf ps;
+	struct varlist tracked;    /* the tracked items, in the same order */
+};
 
 struct pool {
 	struct list node;          /* on ctx->pools */
@@ -42,6 +58,7 @@ struct pool {
 
 	struct varlist welcome;     /* ParameterStatus of the first login */
 	bool have_welcome;
+	struct welcome_cache wcache; /* welcome, ready for logins (pool_welcome) */
 
 	bool autodb;                /* created through the "*" entry */
 	uint64_t last_client_ms;    /* when it last had a client (autodb_idle_timeout) */
@@ -117,6 +134,15 @@ void pool_client_gone(struct client *c);
 
 /* Backend login results. */
 void pool_server_login_done(struct server *s);
+
+/*
+ * The welcome as logins use it: every ParameterStatus message with the
+ * pool's value, built once, and which settings a client may have changed
+ * (tracked ones).  Built on first use; pool_welcome_reset() after the
+ * welcome or the tracked settings changed (a reload or SET).
+ */
+const struct welcome_cache *pool_welcome(struct pool *p, const struct config *cfg);
+void pool_welcome_reset(struct pool *p);
 /* permanent: retrying will not help (bad password, no such database, TLS
  * verification, ...); otherwise it is an outage and clients keep waiting. */
 void pool_server_login_failed(struct server *s, const char *sqlstate, const char *msg,

@@ -155,6 +155,21 @@ EOF
     assert_int "$(admin_col "SHOW STATS" total_query_time database=app)" -gt 0 "total_query_time"
     assert_eq 31 "$(admin_col "SHOW TOTALS" value name=total_xact_count)" "SHOW TOTALS total_xact_count"
     assert_eq 34 "$(admin_col "SHOW LATENCY" query_count database=app)" "SHOW LATENCY query_count"
+    # Three clients in a transaction at once hold three input buffers; they
+    # give them back when done, and a few are kept as spares (the console's
+    # own SHOW MEM takes one), counted in memtotal.
+    local spare size total pids=()
+    for i in 1 2 3; do
+        psql_pooler -c "SELECT pg_sleep(0.5)" >/dev/null &
+        pids+=($!)
+    done
+    wait "${pids[@]}" || fail "the concurrent clients failed"
+    spare=$(admin_col "SHOW MEM" free name=iobuf_cache)
+    size=$(admin_col "SHOW MEM" size name=iobuf_cache)
+    total=$(admin_col "SHOW MEM" memtotal name=iobuf_cache)
+    assert_int "$spare" -ge 1 "SHOW MEM iobuf_cache free (spare buffers)"
+    assert_int "$spare" -le 32 "SHOW MEM iobuf_cache free (at most 32 spares)"
+    assert_int "$total" -ge $((spare * size)) "SHOW MEM iobuf_cache memtotal counts the spares"
     # The period that held the queries ends within a second: averages and
     # a JSON stats line with the figures as keys.
     wait_until 5 grep -q '"xacts_per_s":"[1-9]' "$SLUICE_LOG" ||
