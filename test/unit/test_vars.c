@@ -418,6 +418,72 @@ START_TEST(test_intern)
 }
 END_TEST
 
+/* Defaults fill in what a list lacks, once; the mask tells what it had. */
+START_TEST(test_add_defaults)
+{
+	struct var_intern t = {0};
+	struct varlist d = {0}, l = {0}, shared = {0};
+
+	vars_set(&d, "application_name", "pool");
+	vars_set(&d, "client_encoding", "UTF8");
+	vars_set(&d, "TimeZone", "UTC");
+	vars_set(&l, "timezone", "Europe/Paris");
+	ck_assert_uint_eq(vars_add_defaults(&l, &d), 4);   /* had entry 2 only */
+	ck_assert_int_eq(l.count, 3);
+	ck_assert_str_eq(vars_get(&l, "TimeZone"), "Europe/Paris");
+	ck_assert_str_eq(vars_get(&l, "application_name"), "pool");
+	ck_assert_str_eq(vars_get(&l, "client_encoding"), "UTF8");
+	ck_assert_uint_eq(vars_add_defaults(&l, &d), 7);   /* nothing left to add */
+	ck_assert_int_eq(l.count, 3);
+	/* An interned list is copied before it grows. */
+	vars_set(&shared, "application_name", "app");
+	vars_intern(&shared, &t);
+	const char *before = shared.buf;
+	ck_assert_uint_eq(vars_add_defaults(&shared, &d), 1);
+	ck_assert_ptr_ne(shared.buf, before);
+	ck_assert_int_eq(shared.count, 3);
+	ck_assert_str_eq(vars_get(&shared, "application_name"), "app");
+	ck_assert_str_eq(vars_get(&shared, "TimeZone"), "UTC");
+	vars_free(&d);
+	vars_free(&l);
+	vars_free(&shared);
+	var_intern_free(&t);
+}
+END_TEST
+
+/* A signature is recomputed after a SET changes the config's generation,
+ * and shared by interned lists. */
+START_TEST(test_signature_generation)
+{
+	struct config *cfg = config_defaults();
+	struct var_intern t = {0};
+	struct varlist a = {0}, b = {0};
+	char err[256];
+
+	vars_set(&a, "TimeZone", "UTC");
+	vars_set(&a, "search_path", "s1");
+	vars_set(&b, "TimeZone", "UTC");
+	vars_set(&b, "search_path", "s2");
+	vars_intern(&a, &t);
+	vars_intern(&b, &t);
+	ck_assert_uint_eq(vars_signature(&a, cfg), vars_signature(&b, cfg));
+	ck_assert_int_eq(config_set(cfg, "track_extra_parameters", "search_path", err,
+				    sizeof(err)), 0);
+	ck_assert_uint_ne(vars_signature(&a, cfg), vars_signature(&b, cfg));
+	struct varlist c = {0};
+	vars_set(&c, "TimeZone", "UTC");
+	vars_set(&c, "search_path", "s1");
+	vars_intern(&c, &t);                        /* shares a's copy */
+	ck_assert_ptr_eq(c.buf, a.buf);
+	ck_assert_uint_eq(vars_signature(&c, cfg), vars_signature(&a, cfg));
+	vars_free(&a);
+	vars_free(&b);
+	vars_free(&c);
+	var_intern_free(&t);
+	config_free(cfg);
+}
+END_TEST
+
 Suite *vars_suite(void)
 {
 	Suite *s = suite_create("vars");
@@ -426,6 +492,8 @@ Suite *vars_suite(void)
 	tcase_add_test(tc, test_set_get);
 	tcase_add_test(tc, test_signature);
 	tcase_add_test(tc, test_intern);
+	tcase_add_test(tc, test_add_defaults);
+	tcase_add_test(tc, test_signature_generation);
 	tcase_add_test(tc, test_set_overwrite);
 	tcase_add_test(tc, test_set_copies_strings);
 	tcase_add_test(tc, test_many);
