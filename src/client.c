@@ -411,15 +411,11 @@ void client_finish_login(struct client *c)
 	/* The client expects the pool's settings unless it asked for others.
 	 * (Names compare case-insensitively, so the server's spelling serves.) */
 	const struct welcome_cache *w = pool_welcome(p, cfg);
-	uint64_t had = vars_add_defaults(&c->vars, &w->tracked);
+	vars_add_defaults(&c->vars, &w->tracked);
 	pktbuf_write_AuthenticationOk(out);
-	int t = 0;   /* index among the tracked items */
 	for (uint32_t i = 0; i < w->n; i++) {
 		const struct welcome_item *it = &w->items[i];
-		const char *mine = NULL;
-		if (it->tracked && (t >= 64 || (had & ((uint64_t)1 << t))))
-			mine = vars_get(&c->vars, it->name);   /* the client chose it */
-		t += it->tracked;
+		const char *mine = it->tracked ? vars_get(&c->vars, it->name) : NULL;
 		if (mine && strcmp(mine, it->value) != 0)
 			pktbuf_write_ParameterStatus(out, it->name, mine);
 		else

@@ -189,37 +189,27 @@ static void reserve(struct varlist *l, uint32_t need)
 	l->cap = cap;
 }
 
-uint64_t vars_add_defaults(struct varlist *l, const struct varlist *defaults)
+void vars_add_defaults(struct varlist *l, const struct varlist *defaults)
 {
-	uint64_t had = 0;
 	uint32_t extra = 0;
-	int i = 0;
 	const char *d;
 
-	for (d = vars_next(defaults, NULL); d; d = vars_next(defaults, d), i++) {
-		if (i >= 64 || find(l, d))
-			had |= i < 64 ? (uint64_t)1 << i : 0;
-		else
+	for (d = vars_next(defaults, NULL); d; d = vars_next(defaults, d))
+		if (!find(l, d))
 			extra += (uint32_t)(strlen(d) + strlen(vars_value_of(d)) + 2);
+	if (!extra)
+		return;
+	reserve(l, l->len + extra);
+	l->sig_gen = 0;
+	for (d = vars_next(defaults, NULL); d; d = vars_next(defaults, d)) {
+		if (find(l, d))
+			continue;
+		const char *v = vars_value_of(d);
+		size_t n = (size_t)(v + strlen(v) + 1 - d);   /* name and value */
+		memcpy(l->buf + l->len, d, n);
+		l->len += (uint32_t)n;
+		l->count++;
 	}
-	if (extra) {
-		reserve(l, l->len + extra);
-		l->sig_gen = 0;
-	}
-	i = 0;
-	for (d = vars_next(defaults, NULL); d; d = vars_next(defaults, d), i++) {
-		if (i >= 64) {
-			if (!find(l, d))
-				vars_set(l, d, vars_value_of(d));
-		} else if (!(had & ((uint64_t)1 << i))) {
-			const char *v = vars_value_of(d);
-			size_t n = (size_t)(v + strlen(v) + 1 - d);   /* name and value */
-			memcpy(l->buf + l->len, d, n);
-			l->len += (uint32_t)n;
-			l->count++;
-		}
-	}
-	return had;
 }
 
 void vars_set(struct varlist *l, const char *name, const char *value)

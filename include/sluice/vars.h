@@ -69,12 +69,8 @@ void vars_free(struct varlist *l);
 uint64_t vars_signature(struct varlist *l, const struct config *cfg);
 const char *vars_get(const struct varlist *l, const char *name);
 void vars_set(struct varlist *l, const char *name, const char *value);
-/*
- * Add every entry of defaults whose name l lacks, growing l once.  Returns a
- * mask of the defaults l already had: bit i for entry i (entries past the
- * 64th always count as had).
- */
-uint64_t vars_add_defaults(struct varlist *l, const struct varlist *defaults);
+/* Add every entry of defaults whose name l lacks, growing l once. */
+void vars_add_defaults(struct varlist *l, const struct varlist *defaults);
 void vars_copy(struct varlist *dst, const struct varlist *src);
 
 /*
