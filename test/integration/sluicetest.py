@@ -501,3 +501,79 @@ def _dsn_quote(v):
     if s == "" or any(ch in s for ch in " '\\"):
         return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return s
+
+
+# ---------------------------------------------------------------------------
+# Fault checks: what every fault test asserts about Sluice itself
+
+class Watch:
+    """Watch a Sluice through a fault: CPU time used, peak RSS, and whether
+    the console kept answering.
+
+        w = Watch(s)            # figures at the start
+        ...fault...
+        w.sample()              # any number of times: SHOW POOLS must answer
+        w.check(max_cpu=1.0, max_rss_growth_kb=16384)
+    """
+
+    def __init__(self, sluice):
+        self.s = sluice
+        self.t0 = time.monotonic()
+        self.cpu0 = sluice.cpu_seconds()
+        self.rss0 = sluice.rss_kb()
+        self.rss_max = self.rss0
+        self.fds0 = sluice.fd_count()
+        self.samples = 0
+
+    def sample(self, timeout=5.0):
+        """The console answers SHOW POOLS within timeout; record RSS."""
+        t = time.monotonic()
+        try:
+            rows = self.s.admin("SHOW POOLS")
+        except psycopg.Error as e:
+            pytest.fail(f"console did not answer SHOW POOLS during the fault: {e}", pytrace=False)
+        if time.monotonic() - t > timeout:
+            pytest.fail(f"console took {time.monotonic() - t:.1f}s to answer SHOW POOLS", pytrace=False)
+        self.rss_max = max(self.rss_max, self.s.rss_kb())
+        self.samples += 1
+        return rows
+
+    def hold(self, seconds, every=1.0):
+        """Sample the console every `every` seconds for `seconds`."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.sample()
+            time.sleep(min(every, max(0.0, end - time.monotonic())))
+
+    def cpu(self):
+        return self.s.cpu_seconds() - self.cpu0
+
+    def check(self, max_cpu=1.0, max_rss_growth_kb=32 * 1024):
+        """Sluice did not spin and its memory stayed bounded; returns figures."""
+        self.rss_max = max(self.rss_max, self.s.rss_kb())
+        cpu = self.cpu()
+        wall = time.monotonic() - self.t0
+        assert cpu < max_cpu, f"Sluice used {cpu:.2f}s of CPU over {wall:.1f}s of fault (spinning?)"
+        growth = self.rss_max - self.rss0
+        assert growth < max_rss_growth_kb, \
+            f"Sluice's RSS grew by {growth} kB during the fault ({self.rss0} -> {self.rss_max} kB)"
+        return {"cpu_s": round(cpu, 3), "wall_s": round(wall, 1), "rss0_kb": self.rss0,
+                "rss_max_kb": self.rss_max, "fds": self.s.fd_count()}
+
+
+def pools_match_pg(sluice, pg, db="app", user="app", timeout=15.0):
+    """Wait until SHOW POOLS' server count for (db, user) equals the client
+    backends of (db, user) in pg_stat_activity; fail if it never does."""
+    last = {}
+
+    def same():
+        last["sluice"] = sluice.pool_servers(db, user)
+        last["pg"] = pg.backend_count(db, user)
+        return last["sluice"] == last["pg"]
+    deadline = time.monotonic() + timeout
+    while not same():
+        if time.monotonic() > deadline:
+            pytest.fail(f"SHOW POOLS has {last.get('sluice')} servers for {db}/{user}, "
+                        f"pg_stat_activity {last.get('pg')} backends", pytrace=False)
+        time.sleep(0.2)
+    return last["pg"]
