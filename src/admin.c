@@ -103,7 +103,7 @@ bool admin_client_startup(struct client *c, bool *trusted)
 	c->admin = xcalloc(1, sizeof(*c->admin));
 	c->admin->can_control = admin;
 	admin_reply_init(&c->admin->described);
-	c->pool = pool_get_admin(c->ctx, c->dbname, c->username);
+	pool_client_attach(c, pool_get_admin(c->ctx, c->dbname, c->username));
 	return true;
 }
 

@@ -119,6 +119,7 @@ static void client_on_closed(struct conn *conn)
 	auth_state_free(c);
 	admin_client_free(c);
 	prep_client_free(c);
+	pool_client_release(c);
 	c->ctx->n_clients--;
 	vars_free(&c->vars);
 	free(c->username);   /* dbname shares its allocation */
@@ -344,7 +345,8 @@ static bool client_startup(struct client *c, const struct startup *st)
 		client_fail(c, "53300", "no more connections allowed (max_user_client_connections)");
 		return false;
 	}
-	c->pool = pool_get(c->ctx, c->dbname, backend_user ? backend_user : c->username, dbe);
+	pool_client_attach(c, pool_get(c->ctx, c->dbname, backend_user ? backend_user : c->username,
+				      dbe));
 	free(backend_user);
 
 	return login_continue(c, st, unknown, nunknown, false);

@@ -41,6 +41,21 @@ static struct statlist *client_list(struct client *c, enum client_state st)
 	abort();
 }
 
+void pool_client_attach(struct client *c, struct pool *p)
+{
+	pool_client_release(c);
+	c->pool = p;
+	p->client_refs++;
+}
+
+void pool_client_release(struct client *c)
+{
+	if (!c->pool)
+		return;
+	c->pool->client_refs--;
+	c->pool = NULL;
+}
+
 void pool_client_set_state(struct client *c, enum client_state st)
 {
 	struct statlist *from = client_list(c, c->state);
@@ -48,6 +63,8 @@ void pool_client_set_state(struct client *c, enum client_state st)
 
 	if (from)
 		statlist_remove(from, &c->node);
+	if (st == CL_LOGIN_WAIT)
+		c->wait_start_ms = sluice_now(c->ctx);
 	if (st == CL_WAITING) {
 		c->wait_start_ms = sluice_now(c->ctx);
 		if (!c->wait_start_us)
@@ -227,10 +244,11 @@ void pool_free_all(struct sluice *ctx)
  */
 static bool expired(double t, uint64_t since, uint64_t now);
 
+/* No client points at the pool (in whatever state, logging in included)
+ * and none waits for it to run an auth_query. */
 static bool pool_unused(const struct pool *p)
 {
-	return !statlist_count(&p->cl_login) && !statlist_count(&p->cl_active) &&
-	       !statlist_count(&p->cl_waiting) && !statlist_count(&p->auth_waiting);
+	return p->client_refs == 0 && !statlist_count(&p->auth_waiting);
 }
 
 static void autodb_janitor(struct pool *p, const struct config *cfg, uint64_t now)
@@ -420,7 +438,16 @@ void pool_launch_if_needed(struct pool *pool)
 	/* The first login teaches the pool its parameters: one is enough. */
 	if (!pool->have_welcome && want > 0)
 		want = 1;
-	while (statlist_count(&pool->sv_login) < want) {
+	/*
+	 * Launch at most what is missing at the start of this turn.  A login
+	 * can fail before server_launch returns (a missing unix socket): that
+	 * failure sets the retry backoff like any other, so it is checked
+	 * again before each launch; the bound holds even when it does not
+	 * apply (the pool still has other servers).
+	 */
+	int missing = want - statlist_count(&pool->sv_login);
+	for (int turn = 0; turn < 2 * missing && statlist_count(&pool->sv_login) < want &&
+			   !pool_in_retry_backoff(pool); turn++) {
 		enum launch_verdict v = launch_verdict(pool);
 		if (v == LAUNCH_OK)
 			server_launch(pool);
@@ -716,18 +743,34 @@ static void login_timeouts(struct statlist *l, const struct config *cfg, uint64_
 	}
 }
 
+/* query_wait_timeout; the message carries the last login error, if any. */
+static void wait_timeouts(struct pool *p, struct statlist *l, const struct config *cfg,
+			  uint64_t now)
+{
+	struct list *it, *tmp;
+	statlist_for_each_safe(it, tmp, l) {
+		struct client *c = container_of(it, struct client, node);
+		if (!expired(cfg->query_wait_timeout, c->wait_start_ms, now))
+			continue;
+		if (p->last_error)
+			client_fail(c, "57P03", "query_wait_timeout: no server connection available "
+				    "within %g s; last server login error: %s",
+				    cfg->query_wait_timeout, p->last_error);
+		else
+			client_fail(c, "57P03", "query_wait_timeout: no server connection available "
+				    "within %g s", cfg->query_wait_timeout);
+	}
+}
+
 /* Timeouts of clients: waiting, idle, idle in transaction, running too long. */
 static void client_timeouts(struct pool *p, const struct config *cfg, uint64_t now)
 {
 	struct list *it, *tmp;
 
 	login_timeouts(&p->cl_login, cfg, now);
-	statlist_for_each_safe(it, tmp, &p->cl_waiting) {
-		struct client *c = container_of(it, struct client, node);
-		if (expired(cfg->query_wait_timeout, c->wait_start_ms, now))
-			client_fail(c, "57P03", "query_wait_timeout: no server connection available "
-				    "within %g s", cfg->query_wait_timeout);
-	}
+	/* Waiting for the pool's first server is waiting for a server too. */
+	wait_timeouts(p, &p->cl_login, cfg, now);
+	wait_timeouts(p, &p->cl_waiting, cfg, now);
 	statlist_for_each_safe(it, tmp, &p->cl_active) {
 		struct client *c = container_of(it, struct client, node);
 		struct server *s = c->server;
@@ -797,10 +840,12 @@ static void probe_unreachable(struct pool *p, const struct config *cfg, uint64_t
 /* Keep min_pool_size servers open (within the pool size). */
 static void keep_min_pool(struct pool *p, const struct config *cfg)
 {
-	if (p->ctx->shutting_down || p->paused || p->admin || pool_in_retry_backoff(p))
+	if (p->ctx->shutting_down || p->paused || p->admin)
 		return;
-	while (statlist_count(&p->sv_login) == 0 && pool_server_count(p) < cfg->min_pool_size &&
-	       can_launch(p))
+	/* One launch at a time; one that failed at once sets the backoff. */
+	int missing = cfg->min_pool_size - pool_server_count(p);
+	for (int i = 0; i < missing && statlist_count(&p->sv_login) == 0 &&
+			!pool_in_retry_backoff(p) && can_launch(p); i++)
 		server_launch(p);
 }
 

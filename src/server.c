@@ -343,7 +343,14 @@ static void login_fail_from_libpq(struct server *s)
 	libpq_message(s->pg, full, sizeof(full));
 	if (!msg[0]) {
 		const char *fatal = strstr(full, "FATAL:  ");
-		snprintf(msg, sizeof(msg), "%s", fatal ? fatal + 8 : full);
+		const char *failed = strstr(full, "failed: ");
+		if (fatal)
+			snprintf(msg, sizeof(msg), "%s", fatal + 8);
+		else if (failed)   /* "connection to server at ... failed: Connection refused\n..." */
+			snprintf(msg, sizeof(msg), "could not connect to the server: %.*s",
+				 (int)strcspn(failed + 8, "\n"), failed + 8);
+		else
+			snprintf(msg, sizeof(msg), "%s", full);
 	}
 	if (!sqlstate[0])
 		snprintf(sqlstate, sizeof(sqlstate), "%s",

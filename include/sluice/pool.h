@@ -60,6 +60,11 @@ struct pool {
 	bool have_welcome;
 	struct welcome_cache wcache; /* welcome, ready for logins (pool_welcome) */
 
+	int client_refs;            /* clients whose c->pool is this pool, from
+				     * pool_client_attach until they are freed:
+				     * a pool is never freed under one of them,
+				     * whatever its state (logging in included) */
+
 	bool autodb;                /* created through the "*" entry */
 	uint64_t last_client_ms;    /* when it last had a client (autodb_idle_timeout) */
 	int closing_servers;        /* closed servers not freed yet (they point here) */
@@ -103,6 +108,11 @@ int pool_servers_where(const struct sluice *ctx, const char *dbname, const char 
 
 /* Clients (any state) of a database's pools, or with a given user name. */
 int pool_client_count_where(const struct sluice *ctx, const char *dbname, const char *user);
+
+/* c->pool = p, holding a reference until pool_client_release (the client's
+ * free); a client that already had a pool gives that one back first. */
+void pool_client_attach(struct client *c, struct pool *p);
+void pool_client_release(struct client *c);
 
 void pool_client_set_state(struct client *c, enum client_state st);
 void pool_server_set_state(struct server *s, enum server_state st);
