@@ -19,6 +19,7 @@
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/pqtrace.h"
 #include "sluice/prepare.h"
 #include "sluice/proto.h"
 #include "sluice/sluice.h"
@@ -187,86 +188,24 @@ static ssize_t trace_write(void *cookie, const char *buf, size_t n)
 	return (ssize_t)n;
 }
 
-/*
- * One line of PQtrace output (timestamps suppressed) reads
- *   B<TAB>len<TAB>MessageName<TAB> field field ...
- * Strings are printed as " "text"" without escaping, so a ParameterStatus
- * value is cut by the length field rather than by its closing quote.
- */
-static void trace_param_status(struct server *s, long len, const char *f, const char *eol)
+static void trace_param(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-	if (len < 6 || f + 2 > eol || f[0] != ' ' || f[1] != '"')
-		return;
-	const char *name = f + 2;
-	const char *q = memchr(name, '"', (size_t)(eol - name));
-	if (!q)
-		return;
-	size_t nlen = (size_t)(q - name);
-	long vlen = len - 6 - (long)nlen;
-	const char *value = q + 3; /* `" "` */
-	if (vlen < 0 || value + vlen > eol)
-		return;
-	char *n = strndup(name, nlen), *v = strndup(value, (size_t)vlen);
+	struct server *s = arg;
+	char *n = strndup(name, nlen), *v = strndup(value, vlen);
 	if (n && v)
 		vars_set(&s->vars, n, v);
 	free(n);
 	free(v);
 }
 
-/* Copy the text of error field `code` ("C", "M") out of a trace line. */
-static void trace_error_field(const char *f, const char *eol, char code, char *out, size_t outlen)
+/* Read the captured trace (pqtrace.h): parameters into s->vars, the cancel
+ * key into s, and the login's error into `info`. */
+static void trace_parse(struct server *s, struct pqtrace_info *info)
 {
-	char pat[5] = {' ', code, ' ', '"', 0};
-	const char *p = memmem(f, (size_t)(eol - f), pat, 4);
-	if (!p || !outlen)
-		return;
-	p += 4;
-	/* The value ends at `" X "` (next field) or `" \x00` (terminator). */
-	const char *end = p;
-	while (end < eol) {
-		if (end[0] == '"' && end + 1 < eol && end[1] == ' ' &&
-		    ((end + 4 < eol && end[3] == ' ' && end[4] == '"') ||
-		     (end + 5 <= eol && memcmp(end + 1, " \\x00", 5) == 0)))
-			break;
-		end++;
-	}
-	size_t n = MIN((size_t)(end - p), outlen - 1);
-	memcpy(out, p, n);
-	out[n] = 0;
-}
-
-static void trace_parse(struct server *s, char *sqlstate, char *msg, size_t msglen)
-{
-	const char *p = (const char *)s->trace_buf.data;
-	const char *end = p + s->trace_buf.len;
-
-	while (p && p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		if (!eol)
-			eol = end;
-		if (p[0] == 'B' && p[1] == '\t') {
-			char *after;
-			long len = strtol(p + 2, &after, 10);
-			if (*after == '\t') {
-				const char *name = after + 1;
-				const char *tab = memchr(name, '\t', (size_t)(eol - name));
-				const char *fields = tab ? tab + 1 : eol;
-				size_t nlen = (size_t)((tab ? tab : eol) - name);
-				if (nlen == 15 && memcmp(name, "ParameterStatus", 15) == 0) {
-					trace_param_status(s, len, fields, eol);
-				} else if (nlen == 14 && memcmp(name, "BackendKeyData", 14) == 0) {
-					long pid = 0, key = 0;
-					if (sscanf(fields, " %ld %ld", &pid, &key) == 2) {
-						s->backend_pid = (uint32_t)pid;
-						s->cancel_key = (uint32_t)key;
-					}
-				} else if (nlen == 13 && memcmp(name, "ErrorResponse", 13) == 0 && sqlstate) {
-					trace_error_field(fields, eol, 'C', sqlstate, 6);
-					trace_error_field(fields, eol, 'M', msg, msglen);
-				}
-			}
-		}
-		p = eol + 1;
+	pqtrace_parse((const char *)s->trace_buf.data, s->trace_buf.len, info, trace_param, s);
+	if (info->have_key) {
+		s->backend_pid = info->backend_pid;
+		s->cancel_key = info->cancel_key;
 	}
 }
 
@@ -338,8 +277,11 @@ static void libpq_message(PGconn *pg, char *out, size_t len)
 static void login_fail_from_libpq(struct server *s)
 {
 	char sqlstate[6] = "", msg[512] = "", full[512];
+	struct pqtrace_info info;
 	trace_stop(s);
-	trace_parse(s, sqlstate, msg, sizeof(msg));
+	trace_parse(s, &info);
+	snprintf(sqlstate, sizeof(sqlstate), "%s", info.sqlstate);
+	snprintf(msg, sizeof(msg), "%s", info.message);
 	libpq_message(s->pg, full, sizeof(full));
 	if (!msg[0]) {
 		const char *fatal = strstr(full, "FATAL:  ");
@@ -373,8 +315,9 @@ static void login_ok(struct server *s)
 	struct sluice *ctx = server_ctx(s);
 	int fd = PQsocket(s->pg);
 
+	struct pqtrace_info info;
 	trace_stop(s);
-	trace_parse(s, NULL, NULL, 0);
+	trace_parse(s, &info);
 	explicit_bzero(s->trace_buf.data, s->trace_buf.cap);
 	pktbuf_free(&s->trace_buf);
 	if ((uint32_t)PQbackendPID(s->pg) != s->backend_pid)

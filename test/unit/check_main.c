@@ -21,6 +21,7 @@ int main(void)
 	srunner_add_suite(sr, authfile_suite());
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, stats_suite());
+	srunner_add_suite(sr, pqtrace_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

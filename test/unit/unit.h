@@ -15,6 +15,7 @@ Suite *scram_suite(void);
 Suite *authfile_suite(void);
 Suite *http_suite(void);
 Suite *stats_suite(void);
+Suite *pqtrace_suite(void);
 
 /* Shared helpers (unit_util.c). */
 char *unit_write_temp(const char *data, size_t len);  /* malloc'd path */
