@@ -25,14 +25,9 @@ Environment:
 import os
 import pathlib
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
-import psycopg
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent

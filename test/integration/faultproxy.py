@@ -24,7 +24,6 @@ import asyncio
 import socket
 import struct
 import threading
-import time
 
 
 class FaultProxy:

@@ -54,6 +54,18 @@ def tcp_open(port, host="127.0.0.1"):
         return False
 
 
+def unix_open(path):
+    """Does something accept on the unix socket at path?  (The socket file
+    exists a moment before its listen(): only a connect tells.)"""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            s.connect(path)
+            return True
+    except OSError:
+        return False
+
+
 def proc_alive(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -354,7 +366,7 @@ class Sluice:
             if self.proc.poll() is not None:
                 pytest.fail(f"sluice {self.name} exited at start (status {self.proc.returncode}): "
                             f"{self.tail()}", pytrace=False)
-            if tcp_open(self.port) and os.path.exists(f"{self.sock}/.s.PGSQL.{self.port}"):
+            if tcp_open(self.port) and unix_open(f"{self.sock}/.s.PGSQL.{self.port}"):
                 return self
             time.sleep(0.03)
         pytest.fail(f"sluice {self.name} does not accept connections on {self.port} "
