@@ -113,6 +113,8 @@ void conn_update_poll(struct conn *c)
 		return;
 	int ev = 0;
 	if (c->tls_handshake) {
+		/* Nothing but the handshake moves until it is done: pending
+		 * output would make an always-writable socket spin the loop. */
 		ev = c->tls_want;
 	} else if (!c->stopped && !c->blocked && !c->close_after_flush)
 		ev |= UV_READABLE;
@@ -123,7 +125,7 @@ void conn_update_poll(struct conn *c)
 		 * (no epoll_ctl for a short wait); once bytes do arrive, only
 		 * hang-ups are polled for until the connection resumes. */
 		ev |= c->hold_read ? UV_DISCONNECT : UV_READABLE;
-	if (pktbuf_pending(&c->out) || (c->peer && c->peer->blocked))
+	if (!c->tls_handshake && (pktbuf_pending(&c->out) || (c->peer && c->peer->blocked)))
 		ev |= UV_WRITABLE;
 	c->want = ev;
 	if (ev == c->events || !list_unlinked(&c->dirty))
@@ -316,6 +318,13 @@ void conn_close_after_flush(struct conn *c)
 	if (c->closing)
 		return;
 	c->close_after_flush = true;
+	/* In the middle of a TLS handshake no message can reach the peer (and
+	 * it may never finish the handshake): close now. */
+	if (c->tls_handshake) {
+		pktbuf_reset(&c->out);
+		conn_close(c);
+		return;
+	}
 	conn_send_out(c);
 }
 
