@@ -819,7 +819,12 @@ static enum run_result ext_message(struct client *c, uint8_t type, const uint8_t
 	case PQ_MSG_FLUSH:
 		return RUN_DONE;
 	default:
-		return fail(c, "08P01", "unsupported message type on the admin console");
+		/* Not of the extended protocol: a stray password ends the session,
+		 * as in PostgreSQL; the client of anything else would wait for an
+		 * answer no Sync follows. */
+		client_fail(c, "08P01", "unexpected message type '%c' on the admin console",
+			    type >= 0x20 && type < 0x7f ? type : '?');
+		return RUN_CLOSED;
 	}
 }
 
@@ -858,6 +863,17 @@ enum pkt_action admin_packet(struct client *c, uint8_t type, uint32_t len,
 	}
 	case PQ_MSG_SYNC:
 		a->ext_error = false;
+		pktbuf_write_ReadyForQuery(&c->conn.out, 'I');
+		break;
+	case PQ_MSG_COPY_DATA:
+	case PQ_MSG_COPY_DONE:
+	case PQ_MSG_COPY_FAIL:
+		/* Ignored outside COPY, as PostgreSQL does (a client may still
+		 * be sending the rest of a COPY that failed). */
+		return PKT_SKIP;
+	case PQ_MSG_FUNCTION_CALL:
+		/* A simple-protocol exchange: its error ends with ReadyForQuery. */
+		write_error(c, "0A000", "function calls are not supported on the admin console", NULL);
 		pktbuf_write_ReadyForQuery(&c->conn.out, 'I');
 		break;
 	default:
