@@ -508,16 +508,39 @@ static enum pkt_action login_packet(struct client *c, uint32_t len, const uint8_
 
 /* ---- work ---------------------------------------------------------------- */
 
+/*
+ * An invalid message ends the session.  PostgreSQL answers what came before
+ * it first: a logged-in client's bad message waits for the ReadyForQuery of
+ * every query sent before it.
+ */
+static enum pkt_action bad_message(struct client *c, const char *why, uint8_t type)
+{
+	bool working = (c->state == CL_ACTIVE || c->state == CL_WAITING) && !c->admin;
+	if (working && c->server && c->server->pending_rfq > 0) {
+		c->server->wake_client = true;
+		return PKT_WAIT;
+	}
+	client_fail(c, "08P01", "invalid message from client: %s (type 0x%02x)", why, type);
+	return PKT_CLOSED;
+}
+
+static enum pkt_action client_on_bad_length(struct conn *conn, uint8_t type, uint32_t len)
+{
+	struct client *c = container_of(conn, struct client, conn);
+	if (c->state == CL_CLOSED)
+		return PKT_CLOSED;
+	return bad_message(c, len < 4 ? "message length is less than 4" : "message length exceeds 1 GB",
+			   type);
+}
+
 static enum pkt_action work_packet(struct client *c, uint8_t type, uint32_t len,
 				   const uint8_t *body, uint32_t avail)
 {
 	const char *why = proto_check_header(type, len + 4, true);
 	struct server *s;
 
-	if (why) {
-		client_fail(c, "08P01", "invalid message from client: %s (type 0x%02x)", why, type);
-		return PKT_CLOSED;
-	}
+	if (why)
+		return bad_message(c, why, type);
 	switch (type) {
 	case PQ_MSG_TERMINATE:
 		client_close(c, "client close request");
@@ -615,5 +638,6 @@ static const struct conn_ops client_ops = {
 	.on_packet = client_on_packet,
 	.on_flushed = client_on_flushed,
 	.on_error = client_on_error,
+	.on_bad_length = client_on_bad_length,
 	.on_closed = client_on_closed,
 };

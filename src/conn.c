@@ -482,7 +482,10 @@ static void process_loop(struct conn *c)
 			uint32_t len = proto_get32(p + 1);
 			/* Both bounds matter: hdr + body must not wrap around. */
 			if (len < 4 || len > PROTO_MAX_MESSAGE) {
-				c->ops->on_error(c, "invalid message length");
+				if (!c->ops->on_bad_length)
+					c->ops->on_error(c, "invalid message length");
+				else if (c->ops->on_bad_length(c, type, len) == PKT_WAIT)
+					c->stopped = true;
 				return;
 			}
 			body = len - 4;
@@ -683,7 +686,14 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 	if (c->closing)
 		return;
 	if (status < 0) {
-		c->ops->on_error(c, uv_strerror(status));
+		/* libuv reports POLLERR as UV_EBADF: the socket's own error
+		 * (a reset, usually) is the one to tell. */
+		int err = 0;
+		socklen_t elen = sizeof(err);
+		if (status == UV_EBADF && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0)
+			c->ops->on_error(c, err ? strerror(err) : "EOF");
+		else
+			c->ops->on_error(c, uv_strerror(status));
 		return;
 	}
 	/* Events of a mask that changed since (it is applied before the next

@@ -316,6 +316,7 @@ void pool_unlink(struct client *c, struct server *s)
 	conn_drop_pending(&s->conn);
 	c->server = NULL;
 	s->client = NULL;
+	s->wake_client = false;
 	c->conn.peer = NULL;
 	s->conn.peer = NULL;
 	conn_update_poll(&c->conn);
@@ -435,8 +436,9 @@ void pool_launch_if_needed(struct pool *pool)
 		return;
 	int want = statlist_count(&pool->cl_waiting) + statlist_count(&pool->cl_login) +
 		   statlist_count(&pool->auth_waiting);
-	/* The first login teaches the pool its parameters: one is enough. */
-	if (!pool->have_welcome && want > 0)
+	/* The first login teaches the pool its parameters: one is enough.
+	 * While the database is unreachable, one login probes at a time. */
+	if ((!pool->have_welcome || pool->unreachable) && want > 0)
 		want = 1;
 	/*
 	 * Launch at most what is missing at the start of this turn.  A login

@@ -930,6 +930,8 @@ static enum pkt_action ready_for_query(struct server *s, char status)
 	s->tx_status = status;
 	if (s->pending_rfq > 0)
 		s->pending_rfq--;
+	if (unlikely(s->wake_client) && s->pending_rfq == 0)
+		return PKT_FORWARD_STOP;   /* the client fails next (server_on_flushed) */
 	if (s->pending_rfq > 0 || s->ext_pending)
 		return PKT_FORWARD;
 	if (status != 'I')
@@ -999,6 +1001,14 @@ static void server_on_flushed(struct conn *c)
 	if (s->step_done) {
 		s->step_done = false;
 		step_finished(s);
+		return;
+	}
+	if (s->wake_client) {
+		/* Every answer is out: the client now reads its invalid message. */
+		s->wake_client = false;
+		conn_resume(&s->conn);
+		if (cl && !s->conn.closing)
+			conn_resume(&cl->conn);
 		return;
 	}
 	if (s->fail_client) {

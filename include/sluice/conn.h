@@ -63,6 +63,10 @@ struct conn_ops {
 	void (*on_flushed)(struct conn *c);
 	/* EOF or a socket error; the owner decides how to close. */
 	void (*on_error)(struct conn *c, const char *reason);
+	/* Optional: a message header whose length word is impossible (< 4 or
+	 * over 1 GB).  PKT_WAIT holds it (call again after conn_resume());
+	 * anything else means the owner closed.  Without it: on_error. */
+	enum pkt_action (*on_bad_length)(struct conn *c, uint8_t type, uint32_t len);
 	/* From the close callback: the owner frees itself (and the fd). */
 	void (*on_closed)(struct conn *c);
 };

@@ -83,6 +83,8 @@ struct server {
 	bool close_needed;          /* RECONNECT or a changed database entry:
 				     * close when released (SHOW SERVERS close_needed) */
 	bool fail_client;           /* statement mode saw a transaction start */
+	bool wake_client;           /* the client holds an invalid message until
+				     * the answers it asked for before it are out */
 	char *host;                 /* first host of the conninfo, or NULL */
 	char *port;                 /* first port of the conninfo, or NULL */
 	char tls_paths[3][512];     /* server_tls_* files, resolved, during login */
