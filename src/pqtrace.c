@@ -113,10 +113,12 @@ void pqtrace_parse(const char *buf, size_t len, struct pqtrace_info *out, pqtrac
 					out->have_key = true;
 				}
 			} else if (nlen == 13 && memcmp(name, "ErrorResponse", 13) == 0) {
-				/* The last one is the one that ended the login. */
-				out->sqlstate[0] = out->message[0] = 0;
+				/* An error ends a login, and libpq prints its text
+				 * unescaped: a newline in it (a client-chosen database
+				 * name) would start fake lines.  Nothing after it counts. */
 				error_field(fields, eol, 'C', out->sqlstate, sizeof(out->sqlstate));
 				error_field(fields, eol, 'M', out->message, sizeof(out->message));
+				return;
 			}
 		}
 		p = eol + 1;

@@ -16,7 +16,7 @@ struct pqtrace_info {
 	bool have_key;             /* a BackendKeyData was seen */
 	uint32_t backend_pid;
 	uint32_t cancel_key;
-	char sqlstate[6];          /* of the first ErrorResponse, or "" */
+	char sqlstate[6];          /* of the ErrorResponse (parsing ends there), or "" */
 	char message[512];         /* its primary message, or "" */
 };
 

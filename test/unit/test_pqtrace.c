@@ -81,6 +81,22 @@ START_TEST(test_error_message_last)
 }
 END_TEST
 
+/* The error text is printed unescaped: a database name with newlines must
+ * not forge lines after it (a key, another SQLSTATE). */
+START_TEST(test_error_text_injection)
+{
+	static const char t[] =
+		"B\t60\tErrorResponse\t S \"FATAL\" C \"3D000\" M \"database \"x\n"
+		"B\t12\tBackendKeyData\t 1 2\n"
+		"B\t50\tErrorResponse\t S \"FATAL\" C \"57P03\" M \"retry\" \\x00\n"
+		"\" does not exist\" \\x00\n";
+	struct pqtrace_info info;
+	pqtrace_parse(t, sizeof(t) - 1, &info, NULL, NULL);
+	ck_assert(!info.have_key);
+	ck_assert_str_eq(info.sqlstate, "3D000");
+}
+END_TEST
+
 /* Every prefix of a real trace parses without reading past its end (the
  * buffer is copied to an exact-size heap block, so ASan sees any overread). */
 START_TEST(test_every_prefix)
@@ -140,6 +156,7 @@ Suite *pqtrace_suite(void)
 	tcase_add_test(tc, test_login_ok);
 	tcase_add_test(tc, test_login_failed);
 	tcase_add_test(tc, test_error_message_last);
+	tcase_add_test(tc, test_error_text_injection);
 	tcase_add_test(tc, test_every_prefix);
 	tcase_add_test(tc, test_lying_lengths);
 	suite_add_tcase(s, tc);
