@@ -810,6 +810,19 @@ static void server_timeouts(struct pool *p, const struct config *cfg, uint64_t n
 	statlist_for_each_safe(it, tmp, &p->sv_login) {
 		server_check_login_timeout(container_of(it, struct server, node), now);
 	}
+	/* An internal query (health check, reset, ROLLBACK, auth_query) over a
+	 * path that died silently is never answered: as PgBouncer does for
+	 * servers in their check, the idle and life timeouts apply, and no
+	 * step outlasts server_connect_timeout. */
+	statlist_for_each_safe(it, tmp, &p->sv_tested) {
+		struct server *s = container_of(it, struct server, node);
+		if (expired(cfg->server_lifetime, s->connect_ms, now))
+			server_close(s, "server_lifetime");
+		else if (s->step == STEP_CHECK && expired(cfg->server_idle_timeout, s->idle_since_ms, now))
+			server_close(s, "server_idle_timeout: health check not answered");
+		else if (expired(cfg->server_connect_timeout, s->step_start_ms, now))
+			server_close(s, "server_connect_timeout: internal query not answered");
+	}
 	statlist_for_each_safe(it, tmp, &p->sv_idle) {
 		struct server *s = container_of(it, struct server, node);
 		if (expired(cfg->server_lifetime, s->connect_ms, now))

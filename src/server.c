@@ -142,8 +142,14 @@ void server_close(struct server *s, const char *reason)
 	}
 	if (s->client) {
 		struct client *c = s->client;
+		/* A message cut in the middle cannot be followed by an error the
+		 * client could read: it only sees the connection end. */
+		bool cut = conn_mid_message(&s->conn);
 		pool_unlink(c, s);
-		client_fail(c, "08006", "server connection lost: %s", reason);
+		if (cut)
+			client_close(c, "server connection lost in the middle of a message");
+		else
+			client_fail(c, "08006", "server connection lost: %s", reason);
 	}
 	if (s->auth_client) {
 		struct client *c = s->auth_client;
@@ -648,6 +654,7 @@ void server_check_login_timeout(struct server *s, uint64_t now)
 static void step_begin(struct server *s, enum server_step step)
 {
 	s->step = step;
+	s->step_start_ms = sluice_now(server_ctx(s));
 	s->step_done = false;
 	free(s->step_error);
 	s->step_error = NULL;

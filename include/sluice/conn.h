@@ -168,6 +168,13 @@ void conn_close(struct conn *c);
 /* Send c->out, then close. */
 void conn_close_after_flush(struct conn *c);
 
+/* True while c is relaying a message to its peer that it has not read to
+ * its end: the peer may hold the first part of it. */
+static inline bool conn_mid_message(const struct conn *c)
+{
+	return c->remaining > 0 && !c->skip;
+}
+
 /* True when c has input decided for the peer but not yet written. */
 static inline bool conn_has_pending(const struct conn *c)
 {

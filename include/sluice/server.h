@@ -106,6 +106,7 @@ struct server {
 	uint64_t query_start_ms;    /* when the oldest unanswered query was sent */
 	uint64_t idle_tx_since_ms;  /* when it became idle inside a transaction */
 	uint64_t idle_since_ms;     /* when it last entered SV_IDLE */
+	uint64_t step_start_ms;     /* when its internal query (step) began */
 	uint64_t xact_start_ms;     /* when its current transaction began */
 	uint64_t query_start_us;    /* the same two, in microseconds, for the stats */
 	uint64_t xact_start_us;
