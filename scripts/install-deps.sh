@@ -14,10 +14,11 @@ set -euo pipefail
 PROG=install-deps
 
 PACKAGES=(
-    gcc make pkg-config
+    gcc make pkg-config clang
     libuv1-dev libpq-dev libssl-dev libconfig-dev libhttp-parser-dev check
     postgresql-15 postgresql-client-15
     openssl iproute2 procps python3 curl
+    python3-pytest python3-pytest-xdist python3-pytest-timeout python3-psycopg
     python3-asyncpg openjdk-17-jre-headless libpostgresql-jdbc-java
 )
 PACKAGES+=("$@")

@@ -387,16 +387,13 @@ static bool url_to_path(struct http_conn *c)
 	return true;
 }
 
+/* The handler's answer to the complete request whose path is in c->url. */
 static void handle_request(struct http_conn *c)
 {
 	struct http_server *srv = c->srv;
 	bool head = c->parser.method == HTTP_HEAD;
 	struct http_response resp;
 
-	if (!url_to_path(c)) {
-		send_error(c, 400);
-		return;
-	}
 	resp.status = 200;
 	resp.content_type = NULL;
 	resp.body = c->body;
@@ -412,30 +409,47 @@ static void handle_request(struct http_conn *c)
 	send_response(c, resp.status, resp.content_type, head, c->keep_alive, NULL);
 }
 
+/* parse_step() found a complete request. */
+#define REQUEST_READY 1
+
 /*
- * Feed buffered input to the parser, at most one request at a time, and
- * answer each complete request.  The parser is never given more than what
- * is left of HTTP_MAX_HEAD for the current request, so the bound is exact.
+ * Feed c's buffered input to the parser up to the end of one request.  The
+ * parser is never given more than what is left of HTTP_MAX_HEAD for the
+ * current request, so the bound is exact.  Returns 0 when all of the input
+ * was taken and more is needed, REQUEST_READY when a complete request's
+ * path is in c->url, or the error status to answer with (then close).
  */
+static int parse_step(struct http_conn *c)
+{
+	size_t n = MIN(c->in_len - c->in_off, HTTP_MAX_HEAD - c->req_bytes);
+	size_t done = http_parser_execute(&c->parser, &parser_settings, c->in + c->in_off, n);
+	enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+
+	c->in_off += done;
+	c->req_bytes += done;
+	if (e == HPE_PAUSED) {
+		http_parser_pause(&c->parser, 0);
+		c->req_bytes = 0;
+		return url_to_path(c) ? REQUEST_READY : 400;
+	}
+	if (e != HPE_OK || done != n)
+		return c->err_status ? c->err_status : 400;
+	if (c->req_bytes >= HTTP_MAX_HEAD)
+		return 431;
+	return 0;
+}
+
+/* Parse buffered input, at most one request at a time, and answer each
+ * complete request. */
 static void conn_process(struct http_conn *c)
 {
 	while (!c->closing && !c->writing && !c->lingering && c->in_off < c->in_len) {
-		size_t n = MIN(c->in_len - c->in_off, HTTP_MAX_HEAD - c->req_bytes);
-		size_t done = http_parser_execute(&c->parser, &parser_settings,
-						  c->in + c->in_off, n);
-		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+		int st = parse_step(c);
 
-		c->in_off += done;
-		c->req_bytes += done;
-		if (e == HPE_PAUSED) {
-			http_parser_pause(&c->parser, 0);
-			c->req_bytes = 0;
+		if (st == REQUEST_READY)
 			handle_request(c);
-		} else if (e != HPE_OK || done != n) {
-			send_error(c, c->err_status ? c->err_status : 400);
-		} else if (c->req_bytes >= HTTP_MAX_HEAD) {
-			send_error(c, 431);
-		}
+		else if (st)
+			send_error(c, st);
 	}
 	if (c->in_off == c->in_len)
 		c->in_off = c->in_len = 0;
@@ -597,6 +611,44 @@ int http_start(struct http_server **out, uv_loop_t *loop, const char *addr, int 
 int http_port(const struct http_server *srv)
 {
 	return srv->port;
+}
+
+int http_parse_input(const char *data, size_t len, size_t chunk, http_request_fn fn, void *arg)
+{
+	struct http_conn *c = xcalloc(1, sizeof(*c));
+	int status = 0;
+
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	while (len > 0) {
+		/* One read, as on_alloc() and on_read() take it: conn_process()
+		 * always consumes the whole buffer before reading again. */
+		size_t n = MIN(len, sizeof(c->in));
+		if (chunk)
+			n = MIN(n, chunk);
+		memcpy(c->in, data, n);
+		c->in_off = 0;
+		c->in_len = n;
+		data += n;
+		len -= n;
+		/* conn_process(), with each response written at once. */
+		while (c->in_off < c->in_len) {
+			int st = parse_step(c);
+
+			if (st == REQUEST_READY) {
+				fn(arg, c->parser.method == HTTP_HEAD ? "HEAD" : "GET", c->url,
+				   c->keep_alive);
+				if (!c->keep_alive)
+					goto out;   /* closed after the response */
+			} else if (st) {
+				status = st;
+				goto out;
+			}
+		}
+	}
+out:
+	free(c);
+	return status;
 }
 
 void http_stop(struct http_server *srv)

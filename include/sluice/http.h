@@ -51,4 +51,19 @@ int http_port(const struct http_server *srv);
  */
 void http_stop(struct http_server *srv);
 
+/*
+ * Request framing without sockets, for tests and fuzzing.  Runs len bytes of
+ * one connection's input, delivered in reads of at most `chunk` bytes (0: as
+ * many as the connection's input buffer takes), through the parser and
+ * limits the server uses, answering each request at once.  Calls fn for
+ * every request the server would hand to its handler, with the method
+ * ("GET" or "HEAD"), the path as the handler gets it and whether the
+ * connection stays open after it; after one that does not, the rest of the
+ * input is ignored, as the server does.  Returns 0, or the error status the
+ * server would answer with before closing (400, 405, 413, 431).
+ */
+typedef void (*http_request_fn)(void *arg, const char *method, const char *path,
+				bool keep_alive);
+int http_parse_input(const char *data, size_t len, size_t chunk, http_request_fn fn, void *arg);
+
 #endif /* SLUICE_HTTP_H */
