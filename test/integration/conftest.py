@@ -155,10 +155,13 @@ def proxy():
 
 @pytest.fixture(autouse=True)
 def _pg_healthy(request):
-    """Whatever a test did to the shared cluster, the next test finds it up."""
+    """Whatever a test did to the shared cluster, the next test finds it up,
+    without backends left from the test (they exit asynchronously)."""
     yield
     if "pg" in request.fixturenames:
-        request.getfixturevalue("pg").ensure_up()
+        cluster = request.getfixturevalue("pg")
+        cluster.ensure_up()
+        cluster.wait_quiet()
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

@@ -200,6 +200,20 @@ class PG:
         if not self.is_up():
             self._run("start")
 
+    def wait_quiet(self, timeout=10.0):
+        """Wait until no client backend but this query's is left (backends of
+        a stopped Sluice exit asynchronously); True if it got there."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
+                               "'client backend' AND pid <> pg_backend_pid()") == 0:
+                    return True
+            except psycopg.Error:
+                pass
+            time.sleep(0.1)
+        return False
+
     def postmaster_pid(self):
         try:
             return int((self.data / "postmaster.pid").read_text().split()[0])

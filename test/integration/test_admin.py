@@ -10,7 +10,6 @@ console over the extended protocol (it_extended); /metrics (checked with
 promcheck.py), /healthz and /readyz; SHUTDOWN WAIT_FOR_CLIENTS and
 WAIT_FOR_SERVERS.
 
-(Ported from test/integration/admin_tests.sh.)
 """
 
 import re

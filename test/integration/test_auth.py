@@ -5,7 +5,6 @@ server-side TLS settings, backend passwords from password_env and
 server_passfile, auth_query, and what SIGHUP reloads (auth_file, TLS
 certificates).
 
-(Ported from test/integration/run.sh.)
 """
 
 import hashlib

@@ -5,7 +5,6 @@ the reserve pool and round robin, server_check_query, transaction_timeout,
 per-user pool sizes and autodb pools, server_connect_timeout and TCP
 keepalive.
 
-(Ported from test/integration/run.sh.)
 """
 
 import re

@@ -9,7 +9,6 @@ max_prepared_statements = 2; DDL that changes a statement's result type;
 real drivers with their default settings (asyncpg, the PostgreSQL JDBC
 driver).
 
-(Ported from test/integration/prepared_tests.sh.)
 """
 
 import os
