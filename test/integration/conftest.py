@@ -161,7 +161,10 @@ def _pg_healthy(request):
     if "pg" in request.fixturenames:
         cluster = request.getfixturevalue("pg")
         cluster.ensure_up()
-        cluster.wait_quiet()
+        left = cluster.wait_quiet()
+        if left:
+            with open(cluster.dir.parent / "leftover-backends.log", "a") as f:
+                f.write(f"{request.node.nodeid}: {left}\n")
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

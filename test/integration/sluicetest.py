@@ -200,19 +200,31 @@ class PG:
         if not self.is_up():
             self._run("start")
 
-    def wait_quiet(self, timeout=10.0):
+    def wait_quiet(self, timeout=5.0):
         """Wait until no client backend but this query's is left (backends of
-        a stopped Sluice exit asynchronously); True if it got there."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.scalar("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
-                               "'client backend' AND pid <> pg_backend_pid()") == 0:
-                    return True
-            except psycopg.Error:
-                pass
-            time.sleep(0.1)
-        return False
+        a stopped Sluice exit asynchronously); then end any left over (one
+        still writing to a vanished client, one behind a blackholed link),
+        so the next test counts only its own.  Returns what was ended."""
+        left = []
+        for attempt in (1, 2):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    left = self.query("SELECT pid, usename, datname, state, left(query, 60) "
+                                      "FROM pg_stat_activity WHERE backend_type = "
+                                      "'client backend' AND pid <> pg_backend_pid()")
+                except psycopg.Error:
+                    left = []
+                if not left:
+                    return []
+                time.sleep(0.1)
+            if attempt == 1:
+                for row in left:
+                    try:
+                        self.terminate(row[0])
+                    except psycopg.Error:
+                        pass
+        return left
 
     def postmaster_pid(self):
         try:
