@@ -336,26 +336,16 @@ static bool password_matches(const char *secret, const char *user, const char *p
 }
 
 /* A NUL-terminated string filling the whole body. */
-static const char *body_string(const uint8_t *body, uint32_t len)
-{
-	if (len == 0 || body[len - 1] != 0 || strlen((const char *)body) != len - 1)
-		return NULL;
-	return (const char *)body;
-}
-
 static enum auth_result sasl_init(struct client *c, const uint8_t *body, uint32_t len)
 {
 	struct auth_state *a = c->auth;
-	const char *mech = (const char *)body;
-	size_t mlen = strnlen(mech, len);
+	const char *mech;
+	const uint8_t *data;
+	uint32_t dlen;
 	struct scram_secret secret;
 	char out[SCRAM_SERVER_FIRST_MAX(SCRAM_MAX_MESSAGE_LEN)];
 
-	if (mlen + 1 + 4 > len)
-		return fail_with(c, "08P01", "malformed SASLInitialResponse message");
-	int32_t dlen = (int32_t)proto_get32(body + mlen + 1);
-	const uint8_t *data = body + mlen + 5;
-	if (dlen < 0 || (uint32_t)dlen != len - mlen - 5)
+	if (!proto_parse_sasl_initial(body, len, &mech, &data, &dlen))
 		return fail_with(c, "08P01", "malformed SASLInitialResponse message");
 
 	bool have = false;
@@ -407,7 +397,7 @@ enum auth_result auth_packet(struct client *c, const uint8_t *body, uint32_t len
 	case STEP_LOOKUP:
 		return fail_with(c, "08P01", "unexpected message during authentication");
 	case STEP_PASSWORD:
-		if (!(s = body_string(body, len)))
+		if (!(s = proto_body_string(body, len)))
 			return fail_with(c, "08P01", "malformed password message");
 		if (!a->secret)
 			return fail_password(c, "user has no secret in auth_file");
@@ -416,7 +406,7 @@ enum auth_result auth_packet(struct client *c, const uint8_t *body, uint32_t len
 		auth_state_free(c);
 		return AUTH_OK;
 	case STEP_MD5:
-		if (!(s = body_string(body, len)))
+		if (!(s = proto_body_string(body, len)))
 			return fail_with(c, "08P01", "malformed password message");
 		if (!a->secret)
 			return fail_password(c, "user has no secret in auth_file");

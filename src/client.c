@@ -29,7 +29,6 @@
 #include "sluice/stats.h"
 #include "sluice/tls.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,60 +178,6 @@ void client_fail(struct client *c, const char *sqlstate, const char *fmt, ...)
 
 /* ---- login -------------------------------------------------------------- */
 
-/*
- * Split an `options` value into words: whitespace separates, a backslash
- * takes the next character literally (libpq's rule for options).  Every word
- * must set a tracked setting: "-c name=value", "-cname=value" or
- * "--name=value".  Returns NULL or the reason it is refused.
- */
-static const char *apply_options(struct client *c, const char *opts, char *why, size_t whylen)
-{
-	const struct config *cfg = c->ctx->cfg;
-	char word[200];
-	bool expect_c = false;
-
-	while (*opts) {
-		size_t n = 0;
-		while (isspace((unsigned char)*opts))
-			opts++;
-		if (!*opts)
-			break;
-		while (*opts && !isspace((unsigned char)*opts)) {
-			if (*opts == '\\' && opts[1])
-				opts++;
-			if (n + 1 >= sizeof(word))
-				return "options value too long";
-			word[n++] = *opts++;
-		}
-		word[n] = 0;
-		const char *set = NULL;
-		if (expect_c) {
-			set = word;
-			expect_c = false;
-		} else if (strcmp(word, "-c") == 0) {
-			expect_c = true;
-			continue;
-		} else if (strncmp(word, "-c", 2) == 0) {
-			set = word + 2;
-		} else if (strncmp(word, "--", 2) == 0) {
-			set = word + 2;
-		}
-		char *eq = set ? strchr(set, '=') : NULL;
-		if (!eq) {
-			snprintf(why, whylen, "unsupported startup option \"%s\" (only -c name=value)", word);
-			return why;
-		}
-		*eq = 0;
-		const char *name = vars_tracked_name(cfg, set);
-		if (!name) {
-			snprintf(why, whylen, "unsupported setting in options startup parameter: %s", set);
-			return why;
-		}
-		vars_set(&c->vars, name, eq + 1);
-	}
-	return expect_c ? "options: -c without a setting" : NULL;
-}
-
 /* The backend user a database entry forces (its `user`, or user= in conninfo). */
 static char *forced_user(const struct config_db *db)
 {
@@ -299,7 +244,7 @@ static bool client_startup(struct client *c, const struct startup *st)
 		if (config_strlist_has(&cfg->ignore_startup_parameters, name))
 			continue;
 		if (!strcmp(name, "options")) {
-			const char *err = apply_options(c, value, why, sizeof(why));
+			const char *err = vars_apply_options(&c->vars, c->ctx->cfg, value, why, sizeof(why));
 			if (err) {
 				client_fail(c, "08P01", "%s", err);
 				return false;

@@ -150,6 +150,33 @@ bool proto_parse_param_status(const uint8_t *body, uint32_t len,
 	       pos == len;
 }
 
+const char *proto_body_string(const uint8_t *body, uint32_t len)
+{
+	if (len == 0 || body[len - 1] != 0 || memchr(body, 0, len) != body + len - 1)
+		return NULL;
+	return (const char *)body;
+}
+
+bool proto_parse_sasl_initial(const uint8_t *body, uint32_t len, const char **mech,
+			      const uint8_t **data, uint32_t *dlen)
+{
+	uint32_t pos = 0;
+	if (!get_cstring(body, len, &pos, mech) || len - pos < 4)
+		return false;
+	int32_t n = (int32_t)proto_get32(body + pos);
+	pos += 4;
+	if (n == -1 && pos == len) {
+		*data = body + pos;
+		*dlen = 0;
+		return true;
+	}
+	if (n < 0 || (uint32_t)n != len - pos)
+		return false;
+	*data = body + pos;
+	*dlen = (uint32_t)n;
+	return true;
+}
+
 bool proto_parse_error(const uint8_t *body, uint32_t len, struct proto_error *out)
 {
 	uint32_t pos = 0;

@@ -5,6 +5,8 @@
 #include "sluice/config.h"
 #include "sluice/pktbuf.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -302,4 +304,58 @@ int vars_build_set(const struct varlist *want, const struct varlist *have,
 		n++;
 	}
 	return n;
+}
+
+/*
+ * Split an `options` value into words: whitespace separates, a backslash
+ * takes the next character literally (libpq's rule for options).  Every word
+ * must set a tracked setting: "-c name=value", "-cname=value" or
+ * "--name=value".  Returns NULL or the reason it is refused.
+ */
+const char *vars_apply_options(struct varlist *vars, const struct config *cfg, const char *opts,
+			       char *why, size_t whylen)
+{
+	char word[200];
+	bool expect_c = false;
+
+	while (*opts) {
+		size_t n = 0;
+		while (isspace((unsigned char)*opts))
+			opts++;
+		if (!*opts)
+			break;
+		while (*opts && !isspace((unsigned char)*opts)) {
+			if (*opts == '\\' && opts[1])
+				opts++;
+			if (n + 1 >= sizeof(word))
+				return "options value too long";
+			word[n++] = *opts++;
+		}
+		word[n] = 0;
+		const char *set = NULL;
+		if (expect_c) {
+			set = word;
+			expect_c = false;
+		} else if (strcmp(word, "-c") == 0) {
+			expect_c = true;
+			continue;
+		} else if (strncmp(word, "-c", 2) == 0) {
+			set = word + 2;
+		} else if (strncmp(word, "--", 2) == 0) {
+			set = word + 2;
+		}
+		char *eq = set ? strchr(set, '=') : NULL;
+		if (!eq) {
+			snprintf(why, whylen, "unsupported startup option \"%s\" (only -c name=value)", word);
+			return why;
+		}
+		*eq = 0;
+		const char *name = vars_tracked_name(cfg, set);
+		if (!name) {
+			snprintf(why, whylen, "unsupported setting in options startup parameter: %s", set);
+			return why;
+		}
+		vars_set(vars, name, eq + 1);
+	}
+	return expect_c ? "options: -c without a setting" : NULL;
 }

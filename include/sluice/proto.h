@@ -136,6 +136,17 @@ const char *proto_startup_get(const struct startup *s, const char *name);
 bool proto_parse_param_status(const uint8_t *body, uint32_t len,
 			      const char **name, const char **value);
 
+/* A body that is exactly one NUL-terminated string (PasswordMessage), or NULL. */
+const char *proto_body_string(const uint8_t *body, uint32_t len);
+
+/*
+ * A SASLInitialResponse body: the mechanism name (NUL-terminated), then a
+ * 32-bit length and that many bytes of data (-1: no data).  Returns false
+ * when malformed; never reads outside [body, body + len).
+ */
+bool proto_parse_sasl_initial(const uint8_t *body, uint32_t len, const char **mech,
+			      const uint8_t **data, uint32_t *dlen);
+
 /* Fields of an ErrorResponse/NoticeResponse body that the pooler uses. */
 struct proto_error {
 	const char *severity;   /* 'S' (localized) or 'V' */

@@ -80,6 +80,16 @@ void vars_copy(struct varlist *dst, const struct varlist *src);
 const char *vars_tracked_name(const struct config *cfg, const char *name);
 
 /*
+ * A client's `options` startup parameter (untrusted): words split on
+ * whitespace, a backslash takes the next character literally (libpq's
+ * rule); each must set a tracked setting ("-c name=value", "-cname=value"
+ * or "--name=value"), applied to vars.  Returns NULL, or the reason it is
+ * refused (possibly written into why).
+ */
+const char *vars_apply_options(struct varlist *vars, const struct config *cfg, const char *opts,
+			       char *why, size_t whylen);
+
+/*
  * Append to sql (a NUL-terminated text being built in a pktbuf, without the
  * NUL) one "SET name TO 'value';" per variable whose wanted value differs from
  * the one the server has.  Returns the number of SETs added.

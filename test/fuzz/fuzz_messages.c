@@ -5,6 +5,8 @@
  *   - proto_check_header(type, len, true): the check client.c's
  *     work_packet() applies to every client message (type byte, length
  *     bounds, bodiless and small messages);
+ *   - proto_body_string() and proto_parse_sasl_initial(): how auth.c reads
+ *     a client's PasswordMessage / SASLInitialResponse ('p') bodies;
  *   - proto_check_header(type, len, false), proto_parse_param_status() and
  *     proto_parse_error(): what server.c and prepare.c read from backend
  *     messages (ParameterStatus, ErrorResponse, NoticeResponse).
@@ -59,6 +61,22 @@ static void server_message(uint8_t type, const uint8_t *body, uint32_t len)
 	}
 }
 
+/* A 'p' body read both ways auth.c may read it. */
+static void password_message(const uint8_t *body, uint32_t len)
+{
+	const char *s = proto_body_string(body, len), *mech;
+	const uint8_t *d;
+	uint32_t dlen;
+
+	if (s && ((const uint8_t *)s != body || strlen(s) != len - 1))
+		abort();
+	if (proto_parse_sasl_initial(body, len, &mech, &d, &dlen)) {
+		check_string(mech, body, len);
+		if (d < body || d + dlen != body + len)
+			abort();
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
@@ -87,6 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(body, data + 5, blen);
 		if (!from_client)
 			server_message(type, body, blen);
+		else if (type == PQ_MSG_PASSWORD)
+			password_message(body, blen);
 		free(body);
 		data += 5 + blen;
 		size -= 5 + blen;

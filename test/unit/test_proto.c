@@ -843,6 +843,39 @@ END_TEST
 
 /* ---------------------------------------------------------------------- */
 
+/* PasswordMessage and SASLInitialResponse bodies (auth.c reads them). */
+START_TEST(test_password_bodies)
+{
+	ck_assert_str_eq(proto_body_string((const uint8_t *)BODY("secret\0")), "secret");
+	ck_assert_ptr_null(proto_body_string((const uint8_t *)BODY("secret")));
+	ck_assert_ptr_null(proto_body_string((const uint8_t *)BODY("sec\0ret\0")));
+	ck_assert_ptr_null(proto_body_string((const uint8_t *)"", 0));
+
+	const char *mech;
+	const uint8_t *data;
+	uint32_t dlen;
+	static const char ok[] = "SCRAM-SHA-256\0\0\0\0\3abc";
+	ck_assert(proto_parse_sasl_initial((const uint8_t *)ok, sizeof(ok) - 1, &mech, &data, &dlen));
+	ck_assert_str_eq(mech, "SCRAM-SHA-256");
+	ck_assert_uint_eq(dlen, 3);
+	ck_assert(memcmp(data, "abc", 3) == 0);
+	static const char none[] = "SCRAM-SHA-256\0\xff\xff\xff\xff";
+	ck_assert(proto_parse_sasl_initial((const uint8_t *)none, sizeof(none) - 1, &mech, &data, &dlen));
+	ck_assert_uint_eq(dlen, 0);
+	static const char *const bad[] = {
+		"SCRAM-SHA-256\0\0\0\0\4abc",      /* length past the end */
+		"SCRAM-SHA-256\0\0\0\0\2abc",      /* bytes after the data */
+		"SCRAM-SHA-256\0\0\0",               /* no length word */
+		"SCRAM-SHA-256",                      /* no NUL */
+		"SCRAM-SHA-256\0\xff\xff\xff\xfex", /* negative length */
+	};
+	static const uint32_t bad_len[] = {21, 21, 16, 13, 19};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		ck_assert_msg(!proto_parse_sasl_initial((const uint8_t *)bad[i], bad_len[i], &mech,
+							&data, &dlen), "case %zu", i);
+}
+END_TEST
+
 Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -865,6 +898,7 @@ Suite *proto_suite(void)
 	tc = tcase_create("fields");
 	tcase_add_loop_test(tc, test_parse_param_status, 0, (int)ARRAY_SIZE(param_status_cases));
 	tcase_add_loop_test(tc, test_parse_error, 0, (int)ARRAY_SIZE(error_cases));
+	tcase_add_test(tc, test_password_bodies);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("pktbuf");
