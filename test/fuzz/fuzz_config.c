@@ -27,52 +27,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "sluice/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char dir[256];
 static char main_path[300];
-
-static void write_file(const char *name, const void *text, size_t len)
-{
-	char path[400];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || (len && write(fd, text, len) != (ssize_t)len)) {
-		perror(path);
-		abort();
-	}
-	close(fd);
-}
-
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-/* Remove the scratch directory when the fuzzer exits normally. */
-static void cleanup(void)
-{
-	nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
-}
 
 static void setup(void)
 {
 	static const char inc[] = "listen_port = 7000;\nusers = ( { name = \"inc\"; } );\n";
-	const char *tmp = getenv("TMPDIR");
 
-	snprintf(dir, sizeof(dir), "%s/fuzz_config.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
-		abort();
-	}
-	atexit(cleanup);
-	snprintf(main_path, sizeof(main_path), "%s/sluice.conf", dir);
-	write_file("inc.conf", inc, strlen(inc));
+	scratch_init("fuzz_config");
+	snprintf(main_path, sizeof(main_path), "%s/sluice.conf", scratch_dir);
+	scratch_write("inc.conf", inc, strlen(inc));
 }
 
 /* Every "@include" must be followed by blanks and "inc.conf" in quotes. */
@@ -121,11 +89,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[4096];
 
-	if (!dir[0])
+	if (!scratch_dir[0])
 		setup();
 	if (!includes_are_safe(data, size))
 		return -1;   /* keep it out of the corpus */
-	write_file("sluice.conf", data, size);
+	scratch_write("sluice.conf", data, size);
 	struct config *cfg = config_load(main_path, err, sizeof(err));
 	if (cfg) {
 		check_roundtrip(cfg);

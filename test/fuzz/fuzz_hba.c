@@ -32,71 +32,38 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratch.h"
 #include "sluice/hba.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 FILE *__wrap_fopen(const char *path, const char *mode);
 FILE *__real_fopen(const char *path, const char *mode);
 
-static char dir[256];
 static char main_path[300];
 static bool confined;
 
 /* fopen() for hba.c: only inside the scratch directory while loading. */
 FILE *__wrap_fopen(const char *path, const char *mode)
 {
-	size_t n = strlen(dir);
+	size_t n = strlen(scratch_dir);
 	char real[PATH_MAX];
 
-	if (confined && (!realpath(path, real) || strncmp(real, dir, n) != 0 || real[n] != '/')) {
+	if (confined && (!realpath(path, real) || strncmp(real, scratch_dir, n) != 0 || real[n] != '/')) {
 		errno = ENOENT;
 		return NULL;
 	}
 	return __real_fopen(path, mode);
 }
 
-static void write_file(const char *name, const void *text, size_t len)
-{
-	char path[400];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || (len && write(fd, text, len) != (ssize_t)len)) {
-		perror(path);
-		abort();
-	}
-	close(fd);
-}
-
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-/* Remove the scratch directory when the fuzzer exits normally. */
-static void cleanup(void)
-{
-	nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS);
-}
-
 static void setup(void)
 {
-	const char *tmp = getenv("TMPDIR");
-	char sub[300], real[PATH_MAX];
+	char sub[300];
 
-	snprintf(dir, sizeof(dir), "%s/fuzz_hba.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(dir) || !realpath(dir, real) || strlen(real) >= sizeof(dir)) {
-		perror("mkdtemp");
-		abort();
-	}
-	strcpy(dir, real);
-	atexit(cleanup);
-	snprintf(main_path, sizeof(main_path), "%s/pg_hba.conf", dir);
-	snprintf(sub, sizeof(sub), "%s/inc", dir);
+	scratch_init("fuzz_hba");
+	snprintf(main_path, sizeof(main_path), "%s/pg_hba.conf", scratch_dir);
+	snprintf(sub, sizeof(sub), "%s/inc", scratch_dir);
 	mkdir(sub, 0700);
-#define FILE_TEXT(name, text) write_file(name, text, strlen(text))
+#define FILE_TEXT(name, text) scratch_write(name, text, strlen(text))
 	FILE_TEXT("users.list", "# users\nalice bob   # two\n\"carol c\"\n@more.list\n");
 	FILE_TEXT("more.list", "dave, erin\n");
 	FILE_TEXT("dbs.list", "sales, \"big data\"\nreports \\\n  archive\n");
@@ -179,9 +146,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[2048];
 
-	if (!dir[0])
+	if (!scratch_dir[0])
 		setup();
-	write_file("pg_hba.conf", data, size);
+	scratch_write("pg_hba.conf", data, size);
 	confined = true;
 	struct hba *h = hba_load(main_path, err, sizeof(err));
 	confined = false;
