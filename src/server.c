@@ -26,6 +26,8 @@
 #include "sluice/stats.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +318,23 @@ static void notice_ignore(void *arg, const PGresult *res)
 	(void)res;
 }
 
+/*
+ * libpq 15 sets TCP_USER_TIMEOUT only together with keepalives, yet it is
+ * what finds a dead path under unacknowledged data whether or not keepalives
+ * run: set it on every TCP server socket (the conninfo's own value first).
+ */
+static void set_user_timeout(struct server *s, int fd)
+{
+	int ms = server_ctx(s)->cfg->tcp_user_timeout;
+	PQconninfoOption *opts = PQconninfo(s->pg);
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (!strcmp(o->keyword, "tcp_user_timeout") && o->val && o->val[0])
+			ms = atoi(o->val);
+	PQconninfoFree(opts);
+	if (ms > 0 && !s->cancel_unix)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
 static void login_ok(struct server *s)
 {
 	struct sluice *ctx = server_ctx(s);
@@ -351,6 +370,7 @@ static void login_ok(struct server *s)
 	} else if (host && host[0]) {
 		s->cancel_addr = xstrdup(host);
 	}
+	set_user_timeout(s, fd);
 	uv_poll_t *poll = s->login_poll;
 	s->login_poll = NULL;
 	conn_adopt_poll(&s->conn, poll, fd, &server_ops, (uint32_t)ctx->cfg->pkt_buf);
