@@ -1,9 +1,12 @@
 """sluicetest.py -- the objects the integration tests drive: a throwaway
 PostgreSQL cluster (PG), a Sluice instance (Sluice), and small helpers
-(polling, process figures, libconfig text).  The fixtures in conftest.py hand
-these to the tests; nothing here knows about pytest except pytest.fail.
+(polling, process figures, libconfig text), and what the fault tests check
+about a Sluice (Watch, LogMark, pools_match_pg, record_fault, ...).  The
+fixtures in conftest.py hand these to the tests; nothing here knows about
+pytest except pytest.fail.  Raw-protocol clients are in rawpg.py.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -309,6 +312,9 @@ class PG:
     def terminate(self, pid):
         return self.scalar("SELECT pg_terminate_backend(%s)", [pid])
 
+    def backend_gone(self, pid):
+        return self.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]) == 0
+
     def log_offset(self):
         try:
             return self.log.stat().st_size
@@ -407,6 +413,13 @@ class Sluice:
     def reload(self):
         self.send_signal(signal.SIGHUP)
 
+    def reload_and_wait(self, text="configuration reloaded", timeout=10):
+        """SIGHUP, then wait for one more `text` line in the log."""
+        before = self.log().count(text)
+        self.reload()
+        wait_until(lambda: self.log().count(text) > before, timeout=timeout,
+                   what=f"{text!r} in the log after SIGHUP")
+
     def stop(self, sig=signal.SIGTERM, timeout=10):
         """Signal and wait; return the exit code (fails if it does not exit)."""
         if self.proc is None:
@@ -501,6 +514,12 @@ class Sluice:
     def show(self, what):
         return self.admin(f"SHOW {what}")
 
+    def col(self, command, column, **filters):
+        """One column of a console SHOW result (every row whose columns match
+        filters), as text (NULL -> '')."""
+        rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in self.admin(command)]
+        return [r[column] for r in rows if all(r.get(k) == str(v) for k, v in filters.items())]
+
     def pool(self, db="app", user="app"):
         """The SHOW POOLS row of (db, user), or None."""
         for r in self.show("POOLS"):
@@ -586,17 +605,35 @@ class Watch:
     def cpu(self):
         return self.s.cpu_seconds() - self.cpu0
 
+    def hold_while(self, bg, seconds, since=None, also=None, every=0.5):
+        """Sample the console (then call also(), if given) every `every` s
+        while thread bg runs, until `seconds` after since (default: bg.t0)."""
+        t0 = bg.t0 if since is None else since
+        while bg.is_alive() and time.monotonic() - t0 < seconds:
+            self.sample()
+            if also is not None:
+                also()
+            time.sleep(every)
+
+    def _measure(self):
+        self.rss_max = max(self.rss_max, self.s.rss_kb())
+        return self.cpu(), time.monotonic() - self.t0
+
+    def figures(self, _measured=None):
+        """The figures check() returns, without its assertions (to record
+        before asserting)."""
+        cpu, wall = _measured or self._measure()
+        return {"cpu_s": round(cpu, 3), "wall_s": round(wall, 1), "rss0_kb": self.rss0,
+                "rss_max_kb": self.rss_max, "fds": self.s.fd_count()}
+
     def check(self, max_cpu=1.0, max_rss_growth_kb=32 * 1024):
         """Sluice did not spin and its memory stayed bounded; returns figures."""
-        self.rss_max = max(self.rss_max, self.s.rss_kb())
-        cpu = self.cpu()
-        wall = time.monotonic() - self.t0
+        cpu, wall = measured = self._measure()
         assert cpu < max_cpu, f"Sluice used {cpu:.2f}s of CPU over {wall:.1f}s of fault (spinning?)"
         growth = self.rss_max - self.rss0
         assert growth < max_rss_growth_kb, \
             f"Sluice's RSS grew by {growth} kB during the fault ({self.rss0} -> {self.rss_max} kB)"
-        return {"cpu_s": round(cpu, 3), "wall_s": round(wall, 1), "rss0_kb": self.rss0,
-                "rss_max_kb": self.rss_max, "fds": self.s.fd_count()}
+        return self.figures(measured)
 
 
 def pools_match_pg(sluice, pg, db="app", user="app", timeout=15.0):
@@ -615,3 +652,70 @@ def pools_match_pg(sluice, pg, db="app", user="app", timeout=15.0):
                         f"pg_stat_activity {last.get('pg')} backends", pytrace=False)
         time.sleep(0.2)
     return last["pg"]
+
+
+class LogMark:
+    """Log lines a Sluice wrote since the mark (the console samples and the
+    healthy pool's clients log their logins too, so tests count what would
+    show a storm: lines about server connections)."""
+
+    def __init__(self, s):
+        self.s = s
+        self.n = len(s.log().splitlines())
+
+    def lines(self):
+        return self.s.log().splitlines()[self.n:]
+
+    def server_lines(self):
+        return [ln for ln in self.lines() if re.search(r"\bS-\d+ ", ln)]
+
+
+def assert_quiet_log(mark, max_lines, what):
+    """At most max_lines log lines about server connections since mark."""
+    lines = mark.server_lines()
+    assert len(lines) <= max_lines, \
+        f"Sluice wrote {len(lines)} server log lines during {what} (a storm?); last: {lines[-3:]}"
+    return len(lines)
+
+
+def cfg_with_other(pg, app_conninfo=None, **settings):
+    """A config: database app (default: unix socket) and the healthy pool
+    `postgres` (PostgreSQL's database postgres as user app)."""
+    cfg = {
+        "pool_mode": "transaction",
+        "default_pool_size": 4,
+        "server_login_retry": 1,
+        "server_connect_timeout": 3,
+        "query_wait_timeout": 6,
+        "databases": [
+            {"name": "app", "conninfo": app_conninfo or pg.conninfo("app", "app")},
+            {"name": "postgres", "conninfo": pg.conninfo("postgres", "app")},
+        ],
+    }
+    cfg.update(settings)
+    return cfg
+
+
+def other_works(s, unix=False):
+    """The healthy pool `postgres` (see cfg_with_other) answers."""
+    v = s.scalar("SELECT 'other-ok'", db="postgres", unix=unix)
+    assert v == "other-ok", "the healthy pool stopped working"
+
+
+def recover(s, timeout=30.0, db="app", unix=False):
+    """Seconds until a fresh client of db gets an answer."""
+    t0 = time.monotonic()
+    wait_until(lambda: s.scalar("SELECT 'back'", db=db, unix=unix, connect_timeout=15) == "back",
+               timeout=timeout, interval=0.2, what=f"service of {db} to resume")
+    return round(time.monotonic() - t0, 2)
+
+
+def record_fault(request, name, **figures):
+    """Append one JSON line of figures to $FAULT_REPORT (if set)."""
+    path = os.environ.get("FAULT_REPORT")
+    if not path:
+        return
+    rec = {"test": request.node.nodeid, "fault": name}
+    rec.update(figures)
+    with open(path, "a") as f:
+        f.write(json.dumps(rec, default=str) + "\n")

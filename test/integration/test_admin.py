@@ -14,7 +14,6 @@ WAIT_FOR_SERVERS.
 
 import re
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ import pytest
 
 import pgwire
 import promcheck
+from rawpg import Bg, login_error, next_event, raw_login
 from sluicetest import free_port, wait_until
 
 ADMIN_USERS = "admin"
@@ -63,18 +63,10 @@ def columns(s, command):
         return [d.name for d in cur.description]
 
 
-def col(s, command, column, **filters):
-    """One column of a SHOW result (every matching row), as text: the old
-    admin_col helper."""
-    with console(s) as c:
-        rows = run(c, command)
-    return [r[column] for r in rows if all(r.get(k) == str(v) for k, v in filters.items())]
-
-
 def col1(s, command, column, **filters):
     """The value of COLUMN in the only matching row ('' if none, fails if
     several)."""
-    vals = col(s, command, column, **filters)
+    vals = s.col(command, column, **filters)
     assert len(vals) <= 1, f"{command}: several rows match {filters}: {vals}"
     return vals[0] if vals else ""
 
@@ -91,71 +83,6 @@ def admin_error(s, command, user="admin", password=None, tcp=False):
 
 def query_is_active(pg, sql):
     return pg.active_queries(sql) == 1
-
-
-def backend_gone(pg, pid):
-    return pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]) == 0
-
-
-class BgQuery:
-    """A query run through Sluice in a thread (user app, db app, TCP); .result
-    is the first column of the first row, .error the exception if any."""
-
-    def __init__(self, s, sql):
-        self.result = None
-        self.error = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(s, sql), daemon=True)
-        self.thread.start()
-
-    def _run(self, s, sql):
-        try:
-            conn = s.connect()
-            try:
-                row = conn.execute(sql).fetchone()
-                self.result = row[0] if row else None
-            finally:
-                try:
-                    conn.close()
-                except Exception:
-                    pass
-        except Exception as e:  # reported by the test
-            self.error = e
-        finally:
-            self.done.set()
-
-    def wait(self, timeout):
-        """Wait up to TIMEOUT s; return the result (fails on error/timeout)."""
-        if not self.done.wait(timeout):
-            pytest.fail(f"background query still running after {timeout}s", pytrace=False)
-        if self.error is not None:
-            pytest.fail(f"background query failed: {self.error}", pytrace=False)
-        return self.result
-
-
-def holder(s, app_name=None):
-    """A raw client logged in to app/app that just stays connected."""
-    c = pgwire.Conn("127.0.0.1", s.port)
-    params = [("user", "app"), ("database", "app")]
-    if app_name:
-        params.append(("application_name", app_name))
-    c.login(params)
-    return c
-
-
-def next_message(conn, timeout):
-    """What a holder receives within TIMEOUT s: 'E:<sqlstate>', 'MESSAGE x',
-    'CLOSED' or 'HELD' (nothing arrived)."""
-    conn.sock.settimeout(timeout)
-    try:
-        mtype, body = conn.read_msg()
-    except TimeoutError:
-        return "HELD"
-    except pgwire.Closed:
-        return "CLOSED"
-    if mtype == "E":
-        return "E:" + pgwire.parse_error_fields(body).get("C", "")
-    return "MESSAGE " + mtype
 
 
 def http_get(port, path):
@@ -194,14 +121,9 @@ def test_admin_access(sluice, tdir):
 
     # Not in admin_users/stats_users: refused before any password is asked
     # (pgwire cannot answer a password request: it would raise RuntimeError).
-    c = pgwire.Conn("127.0.0.1", s.port)
-    try:
-        with pytest.raises(pgwire.PgError) as ei:
-            c.login([("user", "app"), ("database", "sluice")])
-    finally:
-        c.close()
-    assert ei.value.sqlstate == "28000"
-    assert "not allowed" in ei.value.fields.get("M", "")
+    e = login_error(s, db="sluice")
+    assert e.sqlstate == "28000"
+    assert "not allowed" in e.fields.get("M", "")
     with pytest.raises(psycopg.OperationalError) as ei:
         console(s, "admin", "wrong_pw", tcp=True)
     assert "password authentication failed" in str(ei.value)
@@ -254,25 +176,25 @@ def test_admin_show_pools_clients_servers(sluice, pg):
     assert columns(s, "SHOW CLIENTS") == CLIENTS_COLUMNS, "SHOW CLIENTS columns"
 
     a_sql = "SELECT 'a-done' FROM pg_sleep(3)"
-    a = BgQuery(s, a_sql)
+    a = Bg(lambda: s.scalar(a_sql))
     wait_until(lambda: query_is_active(pg, a_sql), 10, what="A's query to run")
-    b = BgQuery(s, "SELECT 'b-done'")
+    b = Bg(lambda: s.scalar("SELECT 'b-done'"))
     wait_until(lambda: col1(s, "SHOW POOLS", "cl_waiting", database="app") == "1", 10,
                what="B to show as waiting")
     assert col1(s, "SHOW POOLS", "cl_active", database="app") == "1", "cl_active (A)"
     assert col1(s, "SHOW POOLS", "sv_active", database="app") == "1", "sv_active"
     assert col1(s, "SHOW POOLS", "sv_idle", database="app") == "0", "sv_idle"
     assert col1(s, "SHOW POOLS", "pool_mode", database="app") == "transaction", "pool_mode"
-    assert sorted(col(s, "SHOW CLIENTS", "state", database="app")) == ["active", "waiting"], \
+    assert sorted(s.col("SHOW CLIENTS", "state", database="app")) == ["active", "waiting"], \
         "client states"
-    link = col(s, "SHOW SERVERS", "link", database="app")
+    link = s.col("SHOW SERVERS", "link", database="app")
     assert len(link) == 1 and re.match(r"^0x[0-9a-f]+$", link[0]), f"the active server's link: {link}"
     assert col1(s, "SHOW CLIENTS", "ptr", database="app", state="active") == link[0], \
         "server link = the active client's ptr"
-    assert col(s, "SHOW SERVERS", "state", database="app").count("active") == 1, "one active server"
+    assert s.col("SHOW SERVERS", "state", database="app").count("active") == 1, "one active server"
 
-    assert b.wait(15) == "b-done"
-    assert a.wait(5) == "a-done"
+    assert b.value(15) == "b-done"
+    assert a.value(5) == "a-done"
     wait_until(lambda: col1(s, "SHOW POOLS", "sv_idle", database="app") == "1", 5,
                what="the server to be idle afterwards")
     assert col1(s, "SHOW POOLS", "cl_waiting", database="app") == "0", "cl_waiting afterwards"
@@ -335,13 +257,13 @@ def test_admin_pause_resume(sluice, pg):
     s = sluice(admin_conf(pool_mode="transaction"))
     s.scalar("SELECT 1")  # warm-up
     long_sql = "SELECT 'long-done' FROM pg_sleep(2)"
-    long = BgQuery(s, long_sql)
+    long = Bg(lambda: s.scalar(long_sql))
     wait_until(lambda: query_is_active(pg, long_sql), 10, what="the long query to run")
     with console(s) as c:
         run(c, "PAUSE")
     # PAUSE returned only once the running query was done.
     assert pg.active_queries(long_sql) == 0, "PAUSE returned before the running query finished"
-    assert long.wait(2) == "long-done", "PAUSE returned before the running query finished"
+    assert long.value(2) == "long-done", "PAUSE returned before the running query finished"
     assert pg.backend_count("app", "app") == 0, "backends while paused"
     with console(s) as c:
         assert {"key": "paused", "value": "yes"} in run(c, "SHOW STATE"), "SHOW STATE"
@@ -349,14 +271,14 @@ def test_admin_pause_resume(sluice, pg):
     state, text = admin_error(s, "PAUSE")
     assert "already paused" in text, f"second PAUSE: {state} {text}"
 
-    q = BgQuery(s, "SELECT 'resumed'")
+    q = Bg(lambda: s.scalar("SELECT 'resumed'"))
     wait_until(lambda: col1(s, "SHOW POOLS", "cl_waiting", database="app") == "1", 10,
                what="the query to wait")
     time.sleep(0.5)
-    assert not q.done.is_set(), f"query answered while paused: {q.result!r} {q.error!r}"
+    assert not q.done(), f"query answered while paused: {q.result!r} {q.error!r}"
     with console(s) as c:
         run(c, "RESUME")
-    assert q.wait(10) == "resumed", "query after RESUME"
+    assert q.value(10) == "resumed", "query after RESUME"
 
     # PAUSE of one database only.
     with console(s) as c:
@@ -374,22 +296,22 @@ def test_admin_kill_disable(sluice):
     """KILL_CLIENT drops exactly one client; KILL drops every client of a
     database and pauses it; DISABLE refuses new clients."""
     s = sluice(admin_conf())
-    h1 = holder(s, "holder1")
-    h2 = holder(s, "holder2")
+    h1 = raw_login(s, application_name="holder1")
+    h2 = raw_login(s, application_name="holder2")
     try:
         id1 = col1(s, "SHOW CLIENTS", "id", application_name="holder1")
         assert re.match(r"^[0-9]+$", id1), f"holder 1's id: {id1!r}"
         with console(s) as c:
             run(c, f"KILL_CLIENT {id1}")
-        assert next_message(h1, 10) == "E:57P01", "holder 1 told it was killed"
-        assert len(col(s, "SHOW CLIENTS", "id", database="app")) == 1, "clients left after KILL_CLIENT"
-        assert col(s, "SHOW CLIENTS", "id", application_name="holder1") == [], "holder 1 gone"
+        assert next_event(h1, 10, code_only=True) == "E:57P01", "holder 1 told it was killed"
+        assert len(s.col("SHOW CLIENTS", "id", database="app")) == 1, "clients left after KILL_CLIENT"
+        assert s.col("SHOW CLIENTS", "id", application_name="holder1") == [], "holder 1 gone"
         state, text = admin_error(s, "KILL_CLIENT 999999")
         assert "client not found" in text, f"KILL_CLIENT unknown id: {state} {text}"
 
         with console(s) as c:
             run(c, "KILL app")
-        assert next_message(h2, 10) == "E:57P01", "holder 2 killed"
+        assert next_event(h2, 10, code_only=True) == "E:57P01", "holder 2 killed"
         assert col1(s, "SHOW DATABASES", "paused", name="app") == "1", "KILL pauses the database"
         with console(s) as c:
             run(c, "RESUME app")
@@ -400,13 +322,8 @@ def test_admin_kill_disable(sluice):
     with console(s) as c:
         run(c, "DISABLE app")
     assert col1(s, "SHOW DATABASES", "disabled", name="app") == "1", "SHOW DATABASES disabled"
-    c = pgwire.Conn("127.0.0.1", s.port)
-    try:
-        with pytest.raises(pgwire.PgError) as ei:
-            c.login([("user", "app"), ("database", "app")])
-    finally:
-        c.close()
-    assert ei.value.sqlstate == "57P03", f"client of a disabled database: {ei.value.line()}"
+    e = login_error(s)
+    assert e.sqlstate == "57P03", f"client of a disabled database: {e.line()}"
     with console(s) as c:
         run(c, "ENABLE app")
     s.assert_works()
@@ -420,14 +337,14 @@ def test_admin_reconnect(sluice, pg):
     with console(s) as c:
         run(c, "RECONNECT app")
         run(c, "WAIT_CLOSE app")
-    wait_until(lambda: backend_gone(pg, before), 10, what=f"old backend {before} to go")
+    wait_until(lambda: pg.backend_gone(before), 10, what=f"old backend {before} to go")
     after = s.scalar("SELECT pg_backend_pid()")
     assert after != before, "backend after RECONNECT"
     assert col1(s, "SHOW SERVERS", "close_needed", database="app") == "0", \
         "close_needed of the new server"
 
     slow_sql = "SELECT 'slept' FROM pg_sleep(1)"
-    slow = BgQuery(s, slow_sql)
+    slow = Bg(lambda: s.scalar(slow_sql))
     wait_until(lambda: query_is_active(pg, slow_sql), 10, what="the slow query to run")
     with console(s) as c:
         run(c, "RECONNECT")
@@ -436,8 +353,8 @@ def test_admin_reconnect(sluice, pg):
         run(c, "WAIT_CLOSE")
     assert pg.active_queries(slow_sql) == 0, \
         "WAIT_CLOSE returned before the busy server was released"
-    assert slow.wait(2) == "slept", "WAIT_CLOSE returned before the busy server was released"
-    wait_until(lambda: backend_gone(pg, after), 10,
+    assert slow.value(2) == "slept", "WAIT_CLOSE returned before the busy server was released"
+    wait_until(lambda: pg.backend_gone(after), 10,
                what=f"busy backend {after} to close after release")
 
 
@@ -546,7 +463,7 @@ def test_admin_shutdown_wait_for_clients(sluice):
     """SHUTDOWN WAIT_FOR_CLIENTS: no new clients, exit when the last one
     leaves, undisturbed meanwhile."""
     s = sluice(admin_conf())
-    h = holder(s)
+    h = raw_login(s)
     try:
         with console(s) as c:
             run(c, "SHUTDOWN WAIT_FOR_CLIENTS")
@@ -554,7 +471,7 @@ def test_admin_shutdown_wait_for_clients(sluice):
         with pytest.raises(psycopg.OperationalError):
             s.scalar("SELECT 1")  # a new client must not get in during the shutdown
         # The connected client is not disturbed (nothing arrives for 2 s).
-        assert next_message(h, 2) == "HELD", "the connected client was disturbed"
+        assert next_event(h, 2, code_only=True) == "HELD", "the connected client was disturbed"
         assert s.alive(), "exited while a client was connected"
         h.send(pgwire.message(b"X"))
     finally:
@@ -568,11 +485,11 @@ def test_admin_shutdown_wait_for_servers(sluice, pg):
     exits."""
     s = sluice(admin_conf(pool_mode="transaction"))
     sql = "SELECT 'finished' FROM pg_sleep(1)"
-    q = BgQuery(s, sql)
+    q = Bg(lambda: s.scalar(sql))
     wait_until(lambda: query_is_active(pg, sql), 10, what="the query to run")
     with console(s) as c:
         run(c, "SHUTDOWN WAIT_FOR_SERVERS")
     assert s.alive(), "exited while a server was busy"
     s.wait_exit(15)
-    assert q.wait(5) == "finished", "the running query was cut off"
+    assert q.value(5) == "finished", "the running query was cut off"
     assert "no server connection left" in s.log(), "no shutdown line in the log"

@@ -16,8 +16,6 @@ import subprocess
 import psycopg
 import pytest
 
-from sluicetest import wait_until
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -57,14 +55,6 @@ def no_passwords(s, words=("app_pw", "plain_pw", "md5_pw", "wrong_pw", "some_pw"
         text = path.read_text(errors="replace") if path.exists() else ""
         leaked = [w for w in words if w in text]
         assert not leaked, f"{path.name} of {s.name} holds a password ({', '.join(leaked)})"
-
-
-def reload_and_wait(s, text="configuration reloaded", timeout=10):
-    """SIGHUP, then wait for one more `text` line in the log."""
-    before = s.log().count(text)
-    s.reload()
-    wait_until(lambda: s.log().count(text) > before, timeout=timeout,
-               what=f"{text!r} in the log after SIGHUP")
 
 
 def db_entries(pg, *names):
@@ -316,7 +306,7 @@ def test_client_tls_reload_and_hostssl(pg, sluice, tdir):
         assert r.returncode == 0, f"gen-test-certs.sh failed: {r.stderr}"
         shutil.copy(new / "server.crt", main / "server.crt")
         shutil.copy(new / "server.key", main / "server.key")
-        reload_and_wait(s)
+        s.reload_and_wait()
         out = outcome(s, "SELECT 'new-cert'", password="app_pw", host="localhost",
                       sslmode="verify-full", sslrootcert=new / "ca.crt")
         assert out == "new-cert", f"new certificate after reload: {out}"
@@ -332,7 +322,7 @@ def test_client_tls_reload_and_hostssl(pg, sluice, tdir):
         held.close()
     # A broken certificate file on reload keeps the running context.
     (main / "server.crt").write_text("garbage\n")
-    reload_and_wait(s, "reload failed")
+    s.reload_and_wait("reload failed")
     out = outcome(s, "SELECT 'kept'", password="app_pw", host="localhost", sslmode="verify-full",
                   sslrootcert=new / "ca.crt")
     assert out == "kept", f"broken certificate on reload keeps the old one: {out}"
@@ -346,7 +336,7 @@ def test_auth_file_reload(pg, sluice, tdir):
     s = sluice({"auth_type": "md5", "auth_file": "users.txt"})
     assert login_as(s, "app", "first_pw") == "app:ok", "password before reload"
     users.write_text('"app" "second_pw"\n')
-    reload_and_wait(s)
+    s.reload_and_wait()
     assert login_as(s, "app", "second_pw") == "app:ok", "new password after reload"
     out = login_as(s, "app", "first_pw")
     assert "password authentication failed" in out, f"old password after reload: {out}"

@@ -27,229 +27,22 @@ Every test records its figures with record_fault(); with FAULT_REPORT=FILE
 set they are appended to FILE as JSON lines (the lead's report table).
 """
 
-import json
 import os
 import re
 import select
-import socket
-import struct
 import subprocess
-import threading
 import time
 
 import psycopg
 import pytest
 
 from faultproxy import FaultProxy
-from pgwire import Closed, Conn, decode_row, message, parse_error_fields, startup_packet
-from sluicetest import Watch, free_port, pools_match_pg, sqlstate_of, wait_until
+from pgwire import message
+from rawpg import Bg, Wire, seen, wire_query
+from sluicetest import (LogMark, Watch, assert_quiet_log, cfg_with_other, free_port, other_works,
+                        pools_match_pg, record_fault, recover, sqlstate_of, wait_until)
 
 pytestmark = pytest.mark.fault
-
-
-# ---------------------------------------------------------------------------
-# Helpers (local to this file)
-
-def record_fault(request, name, **figures):
-    """Append one JSON line of figures to $FAULT_REPORT (if set)."""
-    path = os.environ.get("FAULT_REPORT")
-    if not path:
-        return
-    rec = {"test": request.node.nodeid, "fault": name}
-    rec.update(figures)
-    with open(path, "a") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
-
-
-class Bg(threading.Thread):
-    """Run fn() in a thread; keep its result or exception and its duration."""
-
-    def __init__(self, fn, name="bg"):
-        super().__init__(name=name, daemon=True)
-        self.fn = fn
-        self.result = None
-        self.error = None
-        self.elapsed = None
-        self.t0 = time.monotonic()
-        self.start()
-
-    def run(self):
-        try:
-            self.result = self.fn()
-        except BaseException as e:  # noqa: B902 -- reported to the test
-            self.error = e
-        finally:
-            self.elapsed = time.monotonic() - self.t0
-
-    def finish(self, timeout, what="client"):
-        self.join(timeout)
-        if self.is_alive():
-            pytest.fail(f"{what} still blocked after {time.monotonic() - self.t0:.1f}s", pytrace=False)
-        if self.error is not None and not isinstance(self.error, psycopg.Error):
-            raise self.error
-        return self
-
-
-def seen(x):
-    """What a client saw, for reports: an Outcome, an exception or a value."""
-    if isinstance(x, Outcome):
-        return x.brief()
-    if isinstance(x, BaseException):
-        msg = str(x).strip().splitlines()[0] if str(x).strip() else ""
-        return f"{sqlstate_of(x)} {msg}"[:200]
-    return "ok"
-
-
-class Outcome:
-    """What a wire-protocol client got for one request: every ErrorResponse
-    (SQLSTATE, message), the rows, and how it ended ('Z' ReadyForQuery,
-    'CLOSED', 'TIMEOUT').  psycopg 3.1 reports no SQLSTATE for a FATAL error
-    followed by the end of the connection ("consuming input failed: ..."),
-    so tests that assert a SQLSTATE read the protocol themselves."""
-
-    def __init__(self):
-        self.errors = []
-        self.rows = []
-        self.end = None
-        self.t0 = time.monotonic()
-        self.elapsed = None
-
-    @property
-    def state(self):
-        return self.errors[0][0] if self.errors else None
-
-    @property
-    def msg(self):
-        return self.errors[0][1] if self.errors else ""
-
-    @property
-    def ok(self):
-        return not self.errors and self.end == "Z"
-
-    def brief(self):
-        errs = "; ".join(f"{c} {m}" for c, m in self.errors)
-        return (f"{errs} [{self.end}, {len(self.rows)} rows]" if errs
-                else f"{self.end}, {len(self.rows)} rows")[:240]
-
-    def __repr__(self):
-        return f"<Outcome {self.brief()} after {self.elapsed}s>"
-
-
-class Wire:
-    """A raw protocol client of a Sluice (pgwire.Conn): log in, run simple
-    queries, and report every error with its SQLSTATE."""
-
-    def __init__(self, s, db="app", user="app", timeout=40.0):
-        self.c = Conn("127.0.0.1", s.port, timeout=timeout)
-        self.c.send(startup_packet([("user", user), ("database", db)]))
-        self.login = self.read()
-
-    def read(self):
-        o = Outcome()
-        try:
-            while True:
-                mtype, body = self.c.read_msg()
-                if mtype == "E":
-                    f = parse_error_fields(body)
-                    o.errors.append((f.get("C", ""), f.get("M", "")))
-                elif mtype == "D":
-                    o.rows.append(decode_row(body))
-                elif mtype == "R":
-                    if struct.unpack_from("!I", body)[0] != 0:
-                        raise RuntimeError("Sluice asked for a password")
-                elif mtype == "G":
-                    o.end = "G"    # CopyInResponse: the caller streams
-                    break
-                elif mtype == "Z":
-                    o.end = "Z"
-                    break
-        except Closed:
-            o.end = "CLOSED"
-        except (socket.timeout, TimeoutError):
-            o.end = "TIMEOUT"
-        except OSError:
-            o.end = "CLOSED"
-        o.elapsed = round(time.monotonic() - o.t0, 2)
-        return o
-
-    def query(self, sql):
-        try:
-            self.c.send(message(b"Q", sql.encode() + b"\0"))
-        except OSError:
-            pass
-        return self.read()
-
-    def close(self):
-        try:
-            self.c.send(message(b"X"))
-        except OSError:
-            pass
-        self.c.close()
-
-
-def wire_query(s, sql, db="app", timeout=40.0):
-    """Log in and run one query; the Outcome of the login if it failed,
-    else the query's (elapsed counts from the connection attempt)."""
-    t0 = time.monotonic()
-    w = Wire(s, db=db, timeout=timeout)
-    o = w.login if w.login.end != "Z" or w.login.errors else w.query(sql)
-    w.close()
-    o.elapsed = round(time.monotonic() - t0, 2)
-    return o
-
-
-class LogMark:
-    """Log lines a Sluice wrote since the mark (the console samples and the
-    healthy pool's clients log their logins too, so tests count what would
-    show a storm: lines about server connections)."""
-
-    def __init__(self, s):
-        self.s = s
-        self.n = len(s.log().splitlines())
-
-    def lines(self):
-        return self.s.log().splitlines()[self.n:]
-
-    def server_lines(self):
-        return [ln for ln in self.lines() if re.search(r"\bS-\d+ ", ln)]
-
-
-def cfg_with_other(pg, app_conninfo=None, **settings):
-    """A config: database app (default: unix socket) and the healthy pool
-    `postgres` (PostgreSQL's database postgres as user app)."""
-    cfg = {
-        "pool_mode": "transaction",
-        "default_pool_size": 4,
-        "server_login_retry": 1,
-        "server_connect_timeout": 3,
-        "query_wait_timeout": 6,
-        "databases": [
-            {"name": "app", "conninfo": app_conninfo or pg.conninfo("app", "app")},
-            {"name": "postgres", "conninfo": pg.conninfo("postgres", "app")},
-        ],
-    }
-    cfg.update(settings)
-    return cfg
-
-
-def other_works(s):
-    assert s.scalar("SELECT 'other-ok'", db="postgres") == "other-ok", "the healthy pool stopped working"
-
-
-def recover(s, timeout=30.0, db="app"):
-    """Seconds until a fresh client of db gets an answer."""
-    t0 = time.monotonic()
-    wait_until(lambda: s.scalar("SELECT 'back'", db=db, connect_timeout=15) == "back",
-               timeout=timeout, interval=0.2, what=f"service of {db} to resume")
-    return round(time.monotonic() - t0, 2)
-
-
-def assert_quiet_log(mark, max_lines, what):
-    """At most max_lines log lines about server connections since mark."""
-    lines = mark.server_lines()
-    assert len(lines) <= max_lines, \
-        f"Sluice wrote {len(lines)} server log lines during {what} (a storm?); last: {lines[-3:]}"
-    return len(lines)
 
 
 # ---------------------------------------------------------------------------
@@ -264,15 +57,15 @@ def _down_at_start(request, sluice, pg, conninfo, make_reachable, name, bound):
     other_works(s)
     w = Watch(s)
     mark = LogMark(s)
+
+    def alive_and_other_works():
+        assert s.alive(), f"Sluice died during the outage: {s.tail()}"
+        other_works(s)
     t0 = time.monotonic()
     outcomes = []
     for i in range(2):  # one at the start of the outage, one later in it
         c = Bg(lambda: wire_query(s, "SELECT 1"), f"client {i + 1}")
-        while c.is_alive() and time.monotonic() - c.t0 < bound + 7:
-            w.sample()
-            assert s.alive(), f"Sluice died during the outage: {s.tail()}"
-            other_works(s)
-            time.sleep(0.5)
+        w.hold_while(c, bound + 7, also=alive_and_other_works)
         c.finish(0.5, f"client {i + 1} of the unreachable database")
         outcomes.append(c.result)
     w.hold(max(0.0, 10.0 - (time.monotonic() - t0)))
@@ -378,9 +171,7 @@ def test_db_stopped_mid_run(request, sluice, pg, mode):
     assert oi.elapsed < 5, oi
 
     idle_q = Bg(lambda: idle.query("SELECT 'idle'"), "idle client")
-    while idle_q.is_alive() and time.monotonic() - idle_q.t0 < 20:
-        w.sample()
-        time.sleep(0.5)
+    w.hold_while(idle_q, 20)
     idle_q.finish(0.5, "the idle client's query during the outage")
     oq = idle_q.result
     assert oq.state == "57P03", f"idle client's query with the db down: {oq!r}"
@@ -569,10 +360,7 @@ def test_db_max_connections_exhausted(request, sluice, pg):
         w = Watch(s)
         mark = LogMark(s)
         c = Bg(lambda: wire_query(s, "SELECT 1"), "client needing a new server")
-        while c.is_alive() and time.monotonic() - c.t0 < 15:
-            w.sample()
-            other_works(s)
-            time.sleep(0.5)
+        w.hold_while(c, 15, also=lambda: other_works(s))
         c.finish(0.5, "the client needing a new server")
         figures = w.check(max_cpu=1.0)
         nlog = assert_quiet_log(mark, 40, "slot exhaustion")

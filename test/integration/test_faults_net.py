@@ -24,16 +24,17 @@ keepalive and tcp_user_timeout therefore cannot fire there (they would on a
 real dropped path).  What Sluice can use is its own timers: query_timeout,
 query_wait_timeout, server_connect_timeout, server_check_delay.
 
-Helpers (Wire, Outcome, Bg, record_fault, ...) come from test_faults_db.py.
+Helpers: Wire, Outcome, Bg and warm come from rawpg.py; Watch, LogMark,
+cfg_with_other, record_fault, ... from sluicetest.py.
 """
 
 import time
 
 import pytest
 
-from sluicetest import Watch, pools_match_pg, wait_until
-from test_faults_db import (Bg, LogMark, Wire, assert_quiet_log, cfg_with_other, other_works,
-                            record_fault, recover, seen, wire_query)
+from rawpg import Bg, Wire, seen, warm, wire_query
+from sluicetest import (LogMark, Watch, assert_quiet_log, cfg_with_other, other_works,
+                        pools_match_pg, record_fault, recover, wait_until)
 
 pytestmark = pytest.mark.fault
 
@@ -42,18 +43,6 @@ def net_cfg(pg, p, **settings):
     """Database app through proxy p (TCP, SCRAM); postgres direct."""
     return cfg_with_other(pg, f"host=127.0.0.1 port={p.port} dbname=app user=app password=app_pw",
                           **settings)
-
-
-def warm(s, n):
-    """Get n servers into the pool of app (n clients in a transaction at once)."""
-    cs = [Wire(s) for _ in range(n)]
-    for c in cs:
-        o = c.query("BEGIN; SELECT 1")
-        assert o.ok, o
-    for c in cs:
-        assert c.query("COMMIT").ok
-        c.close()
-    wait_until(lambda: s.pool()["sv_idle"] >= n, what=f"{n} idle servers")
 
 
 def blackhole_existing(p):
@@ -71,6 +60,17 @@ def blackhole_existing(p):
 
 def warnings(mark):
     return [ln for ln in mark.lines() if " WARNING " in ln or " ERROR " in ln or " FATAL " in ln]
+
+
+def ride_out_blackhole(s, w, mark, bg, t0, what, since=None):
+    """While bg runs (at most 12 s after since, default t0) sample the
+    console and the healthy pool; then keep sampling until 10 s after t0 (the
+    blackhole's start).  Returns (Watch figures, server log lines)."""
+    w.hold_while(bg, 12, since=t0 if since is None else since, also=lambda: other_works(s))
+    bg.finish(0.5, what)
+    w.hold(max(0.0, 10.0 - (time.monotonic() - t0)))
+    figures = w.check(max_cpu=1.0)
+    return figures, assert_quiet_log(mark, 40, "a 10 s blackhole")
 
 
 # ---------------------------------------------------------------------------
@@ -97,14 +97,8 @@ def test_net_blackhole_while_idle(request, sluice, pg, proxy):
     t0 = time.monotonic()
     w.hold(1.5, every=0.5)                    # the idle servers pass server_check_delay
     c = Bg(lambda: wire_query(s, "SELECT 'during'"), "client during the blackhole")
-    while c.is_alive() and time.monotonic() - c.t0 < 12:
-        w.sample()
-        other_works(s)
-        time.sleep(0.5)
-    c.finish(0.5, "the client during the blackhole")
-    w.hold(max(0.0, 10.0 - (time.monotonic() - t0)))
-    figures = w.check(max_cpu=1.0)
-    nlog = assert_quiet_log(mark, 40, "a 10 s blackhole")
+    figures, nlog = ride_out_blackhole(s, w, mark, c, t0, "the client during the blackhole",
+                                       since=c.t0)
     o = c.result
     assert o.state == "57P03" and "query_wait_timeout" in o.msg, f"client during the blackhole: {o!r}"
     assert o.elapsed <= 9.0, f"error after {o.elapsed}s (query_wait_timeout 4)"
@@ -176,14 +170,8 @@ def test_net_blackhole_mid_query(request, sluice, pg, proxy):
                interval=0.01, what="the query to reach the server")
     p.blackhole()
     t0 = time.monotonic()
-    while q.is_alive() and time.monotonic() - t0 < 12:
-        w.sample()
-        other_works(s)
-        time.sleep(0.5)
-    q.finish(0.5, "the client whose query is in the blackhole")
-    w.hold(max(0.0, 10.0 - (time.monotonic() - t0)))
-    figures = w.check(max_cpu=1.0)
-    nlog = assert_quiet_log(mark, 40, "a 10 s blackhole")
+    figures, nlog = ride_out_blackhole(s, w, mark, q, t0,
+                                       "the client whose query is in the blackhole")
     c.close()
     o = q.result
     assert o.state == "57014" and "query_timeout" in o.msg, f"client: {o!r}"

@@ -42,10 +42,11 @@ instances come from the `sluice` fixture (its teardown stops them and checks
 stderr and logs).  server_sockets() reads the options of Sluice's server
 sockets from copies of its descriptors (pidfd_getfd).
 
-Each asserts what the client saw (read off the wire: Wire/Outcome from
-test_faults_db), that Sluice stays responsive, quiet and bounded (Watch), that
-the healthy pool keeps working, and that service resumes with SHOW POOLS
-matching pg_stat_activity (pools_match_pg); figures go to record_fault.
+Each asserts what the client saw (read off the wire over Sluice's unix
+socket: Wire/Outcome from rawpg), that Sluice stays responsive, quiet and
+bounded (Watch), that the healthy pool keeps working, and that service resumes
+with SHOW POOLS matching pg_stat_activity (pools_match_pg); figures go to
+record_fault.
 """
 
 import ctypes
@@ -59,9 +60,9 @@ import time
 
 import pytest
 
-from pgwire import Conn, startup_packet
-from sluicetest import Watch, pools_match_pg, unix_open, wait_until
-from test_faults_db import Bg, LogMark, Wire, cfg_with_other, record_fault, seen
+from rawpg import Bg, Wire, seen, warm, wire_query
+from sluicetest import (LogMark, Watch, assert_quiet_log, cfg_with_other, other_works,
+                        pools_match_pg, record_fault, recover, unix_open, wait_until)
 
 pytestmark = pytest.mark.fault
 
@@ -325,59 +326,6 @@ def net(sluice, pg, tdir):
 
 
 # ---------------------------------------------------------------------------
-# Clients over Sluice's unix socket
-
-class UWire(Wire):
-    """Wire (test_faults_db) over Sluice's unix socket."""
-
-    def __init__(self, s, db="app", user="app", timeout=40.0):
-        self.c = Conn(s.sock, s.port, timeout=timeout)
-        self.c.send(startup_packet([("user", user), ("database", db)]))
-        self.login = self.read()
-
-
-def uwire_query(s, sql, db="app", timeout=40.0):
-    t0 = time.monotonic()
-    w = UWire(s, db=db, timeout=timeout)
-    o = w.login if w.login.end != "Z" or w.login.errors else w.query(sql)
-    w.close()
-    o.elapsed = round(time.monotonic() - t0, 2)
-    return o
-
-
-def other_works(s):
-    v = s.scalar("SELECT 'other-ok'", db="postgres", unix=True)
-    assert v == "other-ok", "the healthy pool stopped working"
-
-
-def recover(s, timeout=20.0):
-    """Seconds until a fresh client of app gets an answer."""
-    t0 = time.monotonic()
-    wait_until(lambda: s.scalar("SELECT 'back'", unix=True, connect_timeout=15) == "back",
-               timeout=timeout, interval=0.2, what="service of app to resume")
-    return round(time.monotonic() - t0, 2)
-
-
-def warm(s, n):
-    """n servers idle in the pool of app."""
-    cs = [UWire(s) for _ in range(n)]
-    for c in cs:
-        o = c.query("BEGIN; SELECT 1")
-        assert o.ok, o
-    for c in cs:
-        assert c.query("COMMIT").ok
-        c.close()
-    wait_until(lambda: s.pool()["sv_idle"] >= n, what=f"{n} idle servers")
-
-
-def quiet(mark, max_lines, what):
-    lines = mark.server_lines()
-    assert len(lines) <= max_lines, \
-        f"Sluice wrote {len(lines)} server log lines during {what}; last: {lines[-3:]}"
-    return len(lines)
-
-
-# ---------------------------------------------------------------------------
 # 1. Mid-query
 
 def _outage_watch(w, s, t0, seconds):
@@ -385,7 +333,7 @@ def _outage_watch(w, s, t0, seconds):
     while time.monotonic() - t0 < seconds:
         w.sample()
         assert s.alive(), f"Sluice died during the blackhole: {s.tail()}"
-        other_works(s)
+        other_works(s, unix=True)
         time.sleep(0.5)
 
 
@@ -422,7 +370,7 @@ def test_tcp_blackhole_mid_query(request, net, pg, case):
     make, path = net
     s = make(query_timeout=0, server_check_delay=300, query_wait_timeout=8,
              server_connect_timeout=3, **MID_QUERY_CASES[case])
-    c = UWire(s)
+    c = Wire(s, unix=True)
     assert c.query("BEGIN; SELECT 1").ok          # the client holds its server
     before = set(pg.backend_pids())
     assert_user_timeout(s, path, 2000)
@@ -439,16 +387,13 @@ def test_tcp_blackhole_mid_query(request, net, pg, case):
                    what="the query to reach the server")
         path.down()
         t0 = time.monotonic()
-    while q.is_alive() and time.monotonic() - t0 < 7:
-        w.sample()
-        other_works(s)
-        time.sleep(0.2)
+    w.hold_while(q, 7, since=t0, also=lambda: other_works(s, unix=True), every=0.2)
     q.finish(0.5, "the client whose query is in the blackhole")
     detect = round(time.monotonic() - t0, 2)
     pool_during = s.pool()
     _outage_watch(w, s, t0, 10.0)
     figures = w.check(max_cpu=1.0)
-    nlog = quiet(mark, 20, "a 10 s blackhole")
+    nlog = assert_quiet_log(mark, 20, "a 10 s blackhole")
     c.close()
     o = q.result
     assert o.state == "08006", f"client: {o!r}"
@@ -462,10 +407,10 @@ def test_tcp_blackhole_mid_query(request, net, pg, case):
     assert logged and "timed out" in logged[0].lower(), f"log: {mark.lines()[-5:]}"
     path.up()
     t_up = time.monotonic()
-    rec = recover(s)
+    rec = recover(s, timeout=20.0, unix=True)
     back = s.scalar("SELECT pg_backend_pid()", unix=True)
     assert back not in before, "the next query ran on the dead server's backend"
-    other_works(s)
+    other_works(s, unix=True)
     pools_match_pg(s, pg)
     pools_match_pg(s, pg, db="postgres")
     settle = round(time.monotonic() - t_up, 2)
@@ -487,7 +432,7 @@ def test_tcp_blackhole_idle_keepalive(request, net, pg):
     s = make(tcp_keepalive=True, tcp_keepidle=1, tcp_keepintvl=1, tcp_keepcnt=2,
              tcp_user_timeout=0, server_check_delay=300, query_wait_timeout=8,
              server_connect_timeout=3)
-    warm(s, 2)
+    warm(s, 2, unix=True)
     before = set(pg.backend_pids())
     assert len(before) == 2
     w = Watch(s)
@@ -511,11 +456,11 @@ def test_tcp_blackhole_idle_keepalive(request, net, pg):
     detect = round(time.monotonic() - t0, 2)
     _outage_watch(w, s, t0, 8.0)
     figures = w.check(max_cpu=1.0)
-    nlog = quiet(mark, 20, "an 8 s blackhole")
+    nlog = assert_quiet_log(mark, 20, "an 8 s blackhole")
     closes = [ln for ln in mark.lines() if "closing server connection" in ln]
     path.up()
     t_up = time.monotonic()
-    o = uwire_query(s, "SELECT pg_backend_pid()", timeout=20)
+    o = wire_query(s, "SELECT pg_backend_pid()", timeout=20, unix=True)
     assert detected, f"the dead idle servers are still in the pool after {detect}s " \
                      f"(sv_idle samples {seen_idle[-5:]}); log: {mark.lines()[-5:]}"
     assert 2.0 <= detect <= 8.0, f"closed after {detect}s (keepalive 1 s + 2 x 1 s)"
@@ -523,7 +468,7 @@ def test_tcp_blackhole_idle_keepalive(request, net, pg):
         f"the log does not say why the servers were closed: {closes or mark.lines()[-5:]}"
     assert o.ok and int(o.rows[0][0]) not in before, f"next client after the path returned: {o!r}"
     assert o.elapsed <= 5.0, f"next client served only after {o.elapsed}s"
-    other_works(s)
+    other_works(s, unix=True)
     pools_match_pg(s, pg)
     pools_match_pg(s, pg, db="postgres")
     record_fault(request, "TCP blackhole 8 s, servers idle, keepalive only", detect_s=detect,
@@ -549,14 +494,14 @@ def test_tcp_blackhole_idle_health_check(request, net, pg):
     make, path = net
     s = make(tcp_keepalive=False, tcp_user_timeout=2000, server_check_delay=0,
              server_connect_timeout=2, server_login_retry=1, query_wait_timeout=7)
-    warm(s, 1)
+    warm(s, 1, unix=True)
     before = set(pg.backend_pids())
     w = Watch(s)
     mark = LogMark(s)
     path.down()
     t0 = time.monotonic()
     w.hold(1.0, every=0.5)
-    a = Bg(lambda: uwire_query(s, "SELECT pg_backend_pid()", timeout=20), "client A")
+    a = Bg(lambda: wire_query(s, "SELECT pg_backend_pid()", timeout=20, unix=True), "client A")
 
     def check_failed():
         p = s.pool()
@@ -566,16 +511,16 @@ def test_tcp_blackhole_idle_health_check(request, net, pg):
     check_s = round(time.monotonic() - t0 - 1.0, 2)
     while time.monotonic() - t0 < 8.5:
         w.sample()
-        other_works(s)
+        other_works(s, unix=True)
         time.sleep(0.5)
-    b = Bg(lambda: uwire_query(s, "SELECT pg_backend_pid()", timeout=20), "client B")
+    b = Bg(lambda: wire_query(s, "SELECT pg_backend_pid()", timeout=20, unix=True), "client B")
     _outage_watch(w, s, t0, 10.0)
     path.up()
     t_up = time.monotonic()
     a.finish(12, "client A")
     b.finish(12, "client B")
     figures = w.check(max_cpu=1.0)
-    nlog = quiet(mark, 30, "a 10 s blackhole with login retries")
+    nlog = assert_quiet_log(mark, 30, "a 10 s blackhole with login retries")
     oa, ob = a.result, b.result
     closes = [ln for ln in mark.lines() if "closing server connection" in ln]
     assert closes and re.search(r"timed out|not answered", closes[0]), \
@@ -584,9 +529,9 @@ def test_tcp_blackhole_idle_health_check(request, net, pg):
     assert "login error" in oa.msg, f"57P03 does not name the login error: {oa.msg!r}"
     assert 6.0 <= oa.elapsed <= 10.0, f"client A's error after {oa.elapsed}s (query_wait_timeout 7)"
     assert ob.ok and int(ob.rows[0][0]) not in before, f"client B (path back at 10 s): {ob!r}"
-    rec = recover(s)
+    rec = recover(s, timeout=20.0, unix=True)
     assert rec <= 5.0
-    other_works(s)
+    other_works(s, unix=True)
     pools_match_pg(s, pg)
     pools_match_pg(s, pg, db="postgres")
     record_fault(request, "TCP blackhole 10 s, servers idle, health checks",
@@ -625,7 +570,7 @@ def test_tcp_link_flap_under_load(request, net, pg):
         c = None
         while not stop.is_set():
             if c is None:
-                c = UWire(s, timeout=20)
+                c = Wire(s, timeout=20, unix=True)
                 if not c.login.ok:
                     results[i].append((phase["name"], c.login))
                     c.close()
@@ -681,6 +626,6 @@ def test_tcp_link_flap_under_load(request, net, pg):
     assert not [e for e in errors if e[1] == "after"], f"errors after the flaps: {errors}"
     assert all(n >= 3 for n in late_ok.values()), f"clients not served after the flaps: {late_ok}"
     assert slowest <= 15.0, f"a request took {slowest}s"
-    other_works(s)
+    other_works(s, unix=True)
     pools_match_pg(s, pg)
     pools_match_pg(s, pg, db="postgres")

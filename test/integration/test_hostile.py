@@ -19,8 +19,6 @@ involved, pools_match_pg.
 
 import collections
 import errno
-import json
-import os
 import resource
 import selectors
 import socket
@@ -32,85 +30,17 @@ import time
 import psycopg
 import pytest
 
-from pgwire import Closed, Conn, message, parse_error_fields, startup_packet
-from sluicetest import Watch, pools_match_pg, wait_until
+from pgwire import Conn, message, parse_error_fields, startup_packet
+from rawpg import bye, collect, errors_in, raw_login, rst_close
+from sluicetest import Watch, pools_match_pg, record_fault, wait_until
 
 pytestmark = pytest.mark.fault
 
 SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
-def record_fault(request, name, **figures):
-    """Append one JSON line of figures to $FAULT_REPORT (if set)."""
-    path = os.environ.get("FAULT_REPORT")
-    if not path:
-        return
-    rec = {"test": request.node.nodeid, "fault": name}
-    rec.update(figures)
-    with open(path, "a") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
-
-
-def figures(w):
-    """Watch's figures without its assertions (to record before asserting)."""
-    w.rss_max = max(w.rss_max, w.s.rss_kb())
-    return {"cpu_s": round(w.cpu(), 3), "wall_s": round(time.monotonic() - w.t0, 1),
-            "rss0_kb": w.rss0, "rss_max_kb": w.rss_max, "fds": w.s.fd_count()}
-
-
 # ---------------------------------------------------------------------------
-# Raw-socket helpers
-
-def raw_login(s, user="app", db="app", timeout=15.0, rcvbuf=None, **params):
-    """A logged-in pgwire.Conn to Sluice s over TCP."""
-    if rcvbuf:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.settimeout(timeout)
-        sock.connect(("127.0.0.1", s.port))
-        c = Conn.__new__(Conn)
-        c.sock, c.buf, c.params, c.closed = sock, bytearray(), {}, False
-    else:
-        c = Conn("127.0.0.1", s.port, timeout=timeout)
-    c.login([("user", user), ("database", db)] + list(params.items()))
-    return c
-
-
-def collect(c, timeout, stop_on=()):
-    """Read messages until EOF, timeout, or a message type in stop_on.
-    Returns (messages, closed)."""
-    msgs = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return msgs, False
-        c.sock.settimeout(left)
-        try:
-            m = c.read_msg()
-        except Closed:
-            return msgs, True
-        except socket.timeout:
-            return msgs, False
-        except OSError:
-            return msgs, True
-        msgs.append(m)
-        if m[0] in stop_on:
-            return msgs, False
-
-
-def errors_in(msgs):
-    return [parse_error_fields(b) for t, b in msgs if t == "E"]
-
-
-def rst_close(sock):
-    """Close with a TCP RST (SO_LINGER 0)."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
-
+# Raw-socket helpers (more in rawpg.py)
 
 def read_exact_raw(sock, n, timeout=10.0):
     sock.settimeout(timeout)
@@ -482,7 +412,7 @@ def _tls_cases(sluice, pg, request, name, open_cases):
     w.sample()
     for th in threads:
         th.join(TLS_TIMEOUT + 15)
-    fig = figures(w)
+    fig = w.figures()
     summary = {}
     for n, (data, closed, secs) in results.items():
         errs = [parse_error_fields(b) for t, b in parse_stream(data) if t == "E"] \
@@ -595,7 +525,7 @@ def test_client_stops_reading_1gb_result(sluice, pg, request):
     s = sluice({"pool_mode": "transaction", "default_pool_size": 2})
     s.assert_works()
     sql = "SELECT repeat('x', 1000) FROM generate_series(1, 1000000) AS hostile_big"
-    c = raw_login(s, rcvbuf=65536)
+    c = raw_login(s, timeout=15.0, rcvbuf=65536)
     assert c.query("SELECT 1") == [["1"]]
     w = Watch(s)
     c.send(message(b"Q", sql.encode() + b"\0"))
@@ -638,7 +568,7 @@ def test_client_stops_reading_1gb_result(sluice, pg, request):
 # Clients vanishing in the middle of something
 
 def _vanish_round(s, pg, fault, how, marker):
-    c = raw_login(s)
+    c = raw_login(s, timeout=15.0)
     if fault == "transaction":
         c.query("BEGIN")
         c.query(f"INSERT INTO hostile_vanish VALUES ({marker})")
@@ -692,12 +622,11 @@ def test_clients_vanish_mid_work(sluice, pg, request, mode):
                            what=f"app backends idle after a vanish {fault}/{how}")
                 pools_match_pg(s, pg)
                 # The next client gets a clean server.
-                c = raw_login(s)
+                c = raw_login(s, timeout=15.0)
                 rows = c.query("SELECT now() = statement_timestamp(), "
                                f"(SELECT count(*) FROM hostile_vanish WHERE v = {marker})")
                 again = c.query("SELECT 'next-client'")
-                c.send(message(b"X"))
-                c.close()
+                bye(c)
                 seen[f"{fault}/{how}"] = {"clean": rows[0][0], "rows_left": rows[0][1],
                                           "server": "kept" if pids0 & set(pg.backend_pids())
                                           else "closed",
@@ -730,7 +659,7 @@ def test_garbage_pipelined_after_valid_query(sluice, pg, request, garbage):
     s = sluice({"pool_mode": "transaction", "default_pool_size": 1})
     s.assert_works()
     w = Watch(s)
-    c = raw_login(s)
+    c = raw_login(s, timeout=15.0)
     c.send(message(b"Q", b"SELECT 'valid', pg_sleep(0.2)\0") + garbage)
     msgs, closed = collect(c, 15)
     c.close()
@@ -788,7 +717,7 @@ def _length_case(s, mtype, lname):
     if mtype == "B":
         # A Bind needs a statement, or PostgreSQL stops at its name.
         data = message(b"P", b"\0SELECT 1\0" + struct.pack("!H", 0)) + data
-    c = raw_login(s)
+    c = raw_login(s, timeout=15.0)
     t0 = time.monotonic()
     c.send(data)
     harmless = (mtype, lname) in HARMLESS

@@ -14,39 +14,20 @@ Sluice with Watch; pools_match_pg where servers are involved.
 import base64
 import hashlib
 import hmac
-import json
 import os
-import socket
 import struct
 import time
 
 import pytest
 
-from pgwire import Closed, Conn, PgError, message, parse_error_fields, startup_packet
-from sluicetest import Watch, pools_match_pg
+from pgwire import Closed, PgError, decode_row, message, parse_error_fields, startup_packet
+from rawpg import collect, errors_in, raw_conn, raw_login
+from sluicetest import Watch, pools_match_pg, record_fault
 
 pytestmark = pytest.mark.fault
 
 ADMIN_PW = "admin_secret_pw"
 APP_PW = "app_pw"
-
-
-def record_fault(request, name, **figures):
-    """Append one JSON line of figures to $FAULT_REPORT (if set)."""
-    path = os.environ.get("FAULT_REPORT")
-    if not path:
-        return
-    rec = {"test": request.node.nodeid, "fault": name}
-    rec.update(figures)
-    with open(path, "a") as f:
-        f.write(json.dumps(rec, default=str) + "\n")
-
-
-def figures(w):
-    """Watch's figures without its assertions (to record before asserting)."""
-    w.rss_max = max(w.rss_max, w.s.rss_kb())
-    return {"cpu_s": round(w.cpu(), 3), "wall_s": round(time.monotonic() - w.t0, 1),
-            "rss0_kb": w.rss0, "rss_max_kb": w.rss_max, "fds": w.s.fd_count()}
 
 
 # ---------------------------------------------------------------------------
@@ -62,51 +43,16 @@ def start_with_auth(sluice, tdir, auth_type, extra=None):
 
 def console(s, **params):
     """A trusted console session over the unix socket (same OS user)."""
-    c = Conn(s.sock, s.port, timeout=15)
-    c.login([("user", "admin"), ("database", "sluice")] + list(params.items()))
-    return c
-
-
-def collect(c, timeout, stop_on=()):
-    """Read messages until EOF, timeout, or a type in stop_on: (msgs, closed)."""
-    msgs = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return msgs, False
-        c.sock.settimeout(left)
-        try:
-            m = c.read_msg()
-        except Closed:
-            return msgs, True
-        except socket.timeout:
-            return msgs, False
-        except OSError:
-            return msgs, True
-        msgs.append(m)
-        if m[0] in stop_on:
-            return msgs, False
+    return raw_login(s, "admin", "sluice", timeout=15, unix=True, **params)
 
 
 def answer(c, sql, timeout=10):
     """Send a simple query; return (types, errors, rows, closed)."""
     c.send(message(b"Q", sql if isinstance(sql, bytes) else sql.encode() + b"\0"))
     msgs, closed = collect(c, timeout, stop_on=("Z",))
-    errs = [parse_error_fields(b) for t, b in msgs if t == "E"]
+    errs = errors_in(msgs)
     rows = [decode_row(b) for t, b in msgs if t == "D"]
     return [t for t, _ in msgs], errs, rows, closed
-
-
-def decode_row(body):
-    (n,) = struct.unpack_from("!H", body)
-    pos, row = 2, []
-    for _ in range(n):
-        (ln,) = struct.unpack_from("!i", body, pos)
-        pos += 4
-        row.append(None if ln < 0 else body[pos:pos + ln].decode("utf-8", "replace"))
-        pos += max(ln, 0)
-    return row
 
 
 def columns(msgs_types_body):
@@ -168,7 +114,7 @@ def scram_exchange(c, password, delay2):
 def slow_login(s, user, db, password, delay, delay2=0.0):
     """Log in over TCP, waiting `delay` s before the password (and `delay2`
     s before SCRAM's final message).  Returns (conn, method)."""
-    c = Conn("127.0.0.1", s.port, timeout=20)
+    c = raw_conn(s, timeout=20)
     c.send(startup_packet([("user", user), ("database", db)]))
     code, data = read_auth_request(c)
     time.sleep(delay)
@@ -193,6 +139,36 @@ def slow_login(s, user, db, password, delay, delay2=0.0):
 DELAYS = [(0.6, 0.0), (1.1, 0.6), (2.0, 0.0), (0.3, 1.3)]
 
 
+def slow_logins(request, s, w, kind, auth_type, user, db, password, use):
+    """A slow_login with each pair of DELAYS; use(c) does the session's work
+    and returns (outcome, more figures).  The console is sampled after each
+    (no more tries once Sluice died).  Records the figures, then asserts
+    that Sluice is alive and every try's outcome was "ok".  Returns what
+    each try saw."""
+    seen = []
+    for delay, delay2 in DELAYS:
+        t0 = time.monotonic()
+        try:
+            c, method = slow_login(s, user, db, password, delay, delay2)
+            outcome, more = use(c)
+            c.send(message(b"X"))
+            c.close()
+            seen.append({"delay": delay, "delay2": delay2, "method": method, "outcome": outcome,
+                         **more, "s": round(time.monotonic() - t0, 2)})
+        except (PgError, Closed, OSError, AssertionError) as e:
+            seen.append({"delay": delay, "delay2": delay2, "outcome": repr(e),
+                         "alive": s.alive()})
+        if not s.alive():
+            break
+        w.sample()
+    record_fault(request, f"{kind} login with a slow password ({auth_type})", client_saw=seen,
+                 sluice_alive=s.alive(), **w.figures())
+    assert s.alive(), f"Sluice died during a slow {kind} login: {s.tail()}"
+    bad = [x for x in seen if x["outcome"] != "ok"]
+    assert not bad, f"slow {kind} logins failed: {bad}"
+    return seen
+
+
 @pytest.mark.parametrize("auth_type", ["md5", "scram-sha-256"])
 def test_console_slow_password(sluice, tdir, pg, request, auth_type):
     """A password-protected admin whose password comes 0.3-2 s after the
@@ -200,29 +176,12 @@ def test_console_slow_password(sluice, tdir, pg, request, auth_type):
     answers, every time; Sluice neither crashes nor reports a memory error."""
     s = start_with_auth(sluice, tdir, auth_type)
     w = Watch(s)
-    seen = []
-    for delay, delay2 in DELAYS:
-        t0 = time.monotonic()
-        try:
-            c, method = slow_login(s, "admin", "sluice", ADMIN_PW, delay, delay2)
-            types, errs, rows, closed = answer(c, "SHOW POOLS")
-            c.send(message(b"X"))
-            c.close()
-            outcome = "ok" if rows and not errs and "Z" in types else f"{types} {errs}"
-            seen.append({"delay": delay, "delay2": delay2, "method": method, "outcome": outcome,
-                         "pools": [r[0] for r in rows], "s": round(time.monotonic() - t0, 2)})
-        except (PgError, Closed, OSError, AssertionError) as e:
-            seen.append({"delay": delay, "delay2": delay2, "outcome": repr(e),
-                         "alive": s.alive()})
-        if not s.alive():
-            break
-        w.sample()
-    fig = figures(w)
-    record_fault(request, f"console login with a slow password ({auth_type})", client_saw=seen,
-                 sluice_alive=s.alive(), **fig)
-    assert s.alive(), f"Sluice died during a slow console login: {s.tail()}"
-    bad = [x for x in seen if x["outcome"] != "ok"]
-    assert not bad, f"slow console logins failed: {bad}"
+
+    def show_pools(c):
+        types, errs, rows, closed = answer(c, "SHOW POOLS")
+        return ("ok" if rows and not errs and "Z" in types else f"{types} {errs}",
+                {"pools": [r[0] for r in rows]})
+    seen = slow_logins(request, s, w, "console", auth_type, "admin", "sluice", ADMIN_PW, show_pools)
     assert all("sluice" in x["pools"] for x in seen), seen
     # A wrong password, slowly, is still refused properly.
     with pytest.raises(PgError) as ei:
@@ -242,29 +201,11 @@ def test_autodb_slow_password(sluice, tdir, pg, request, auth_type):
         "autodb_idle_timeout": 0.5,
         "databases": [{"name": "*", "conninfo": f"host={pg.sock} port={pg.port}"}]})
     w = Watch(s)
-    seen = []
-    for delay, delay2 in DELAYS:
-        t0 = time.monotonic()
-        try:
-            c, method = slow_login(s, "app", "app", APP_PW, delay, delay2)
-            rows = c.query("SELECT current_database(), 'slow-autodb'")
-            c.send(message(b"X"))
-            c.close()
-            outcome = "ok" if rows == [["app", "slow-autodb"]] else repr(rows)
-            seen.append({"delay": delay, "delay2": delay2, "method": method, "outcome": outcome,
-                         "s": round(time.monotonic() - t0, 2)})
-        except (PgError, Closed, OSError, AssertionError) as e:
-            seen.append({"delay": delay, "delay2": delay2, "outcome": repr(e),
-                         "alive": s.alive()})
-        if not s.alive():
-            break
-        w.sample()
-    fig = figures(w)
-    record_fault(request, f"autodb login with a slow password ({auth_type})", client_saw=seen,
-                 sluice_alive=s.alive(), **fig)
-    assert s.alive(), f"Sluice died during a slow autodb login: {s.tail()}"
-    bad = [x for x in seen if x["outcome"] != "ok"]
-    assert not bad, f"slow autodb logins failed: {bad}"
+
+    def query(c):
+        rows = c.query("SELECT current_database(), 'slow-autodb'")
+        return "ok" if rows == [["app", "slow-autodb"]] else repr(rows), {}
+    slow_logins(request, s, w, "autodb", auth_type, "app", "app", APP_PW, query)
     pools_match_pg(s, pg)
     assert s.scalar("SELECT 'fast'", password=APP_PW) == "fast"
     w.check(max_cpu=1.0)
@@ -330,7 +271,7 @@ def test_console_garbage(sluice, pg, request):
         if not console_alive(other):
             bad.append(f"{name}: another console session stopped answering")
     w.sample()
-    fig = figures(w)
+    fig = w.figures()
     record_fault(request, "console garbage", client_saw=seen, **fig)
     assert not bad, "\n".join(bad)
     s.assert_works()
@@ -359,7 +300,7 @@ def test_console_simple_message_error_ends_exchange(sluice, pg, request, data, s
     errs = [parse_error_fields(b) for t, b in msgs if t == "E"]
     c.close()
     w.sample()
-    fig = figures(w)
+    fig = w.figures()
     record_fault(request, "console FunctionCall / stray password message", client_saw=types,
                  closed=closed, errors=[(e.get("S"), e.get("C"), e.get("M")) for e in errs], **fig)
     assert errs and errs[0].get("C") == sqlstate, (types, errs)
@@ -419,7 +360,7 @@ def test_console_very_long_commands(sluice, pg, request):
     kept = console_alive(c)
     c.close()
     w.sample()
-    fig = figures(w)
+    fig = w.figures()
     record_fault(request, "console very long commands", client_saw=seen, **fig)
     assert s.alive()
     assert seen["1MB"]["closed"] and seen["1MB"]["s"] < 5, seen["1MB"]
@@ -477,7 +418,7 @@ def test_console_kill_client_of_itself(sluice, pg, request):
     a.close()
     b.close()
     w.sample()
-    fig = figures(w)
+    fig = w.figures()
     record_fault(request, "console KILL_CLIENT of itself", client_saw=seen, **fig)
     assert self_kept and alive_after
     assert [e[0] for e in seen["self"]["errors"]] == ["55000"], seen["self"]
@@ -524,7 +465,7 @@ def test_console_unknown_commands(sluice, pg, request):
     alive = console_alive(c)
     c.close()
     w.sample()
-    fig = figures(w)
+    fig = w.figures()
     record_fault(request, "console unknown commands", client_saw=seen, **fig)
     assert not bad, "\n".join(bad)
     assert seen["<empty>"]["types"] == "IZ", seen["<empty>"]
@@ -560,7 +501,7 @@ def test_console_show_odd_spacing_and_case(sluice, pg, request):
             bad.append(f"{sql!r}: {seen[sql]}")
     c.close()
     w.sample()
-    fig = figures(w)
+    fig = w.figures()
     record_fault(request, "console SHOW with odd spacing/case", client_saw=seen, **fig)
     assert not bad, "\n".join(bad)
     w.check(max_cpu=1.0)

@@ -19,53 +19,16 @@ import psycopg
 import pytest
 
 import pgwire
+from rawpg import Bg, login_error, next_event, raw_login
 from sluicetest import wait_until
 
 
 # ---------------------------------------------------------------------------
 # Helpers
 
-def raw_login(port, db="app", user="app", timeout=30.0):
-    """A raw protocol connection logged in to Sluice (pgwire.Conn)."""
-    c = pgwire.Conn("127.0.0.1", port, timeout=timeout)
-    c.login([("user", user), ("database", db)])
-    return c
-
-
-def raw_login_error(port, db="app", user="app"):
-    """Log in with a raw connection that must be refused; the PgError."""
-    c = pgwire.Conn("127.0.0.1", port, timeout=30)
-    try:
-        c.login([("user", user), ("database", db)])
-    except pgwire.PgError as e:
-        return e
-    finally:
-        c.close()
-    pytest.fail(f"login to {db} as {user} was not refused", pytrace=False)
-
-
-def next_event(c, timeout):
-    """What a logged-in idle raw connection receives next: 'ERROR <sqlstate>
-    <message>', 'CLOSED', 'MESSAGE <type>' or 'HELD' (nothing in timeout)."""
-    c.sock.settimeout(timeout)
-    try:
-        mtype, body = c.read_msg()
-    except socket.timeout:
-        return "HELD"
-    except (pgwire.Closed, OSError):
-        return "CLOSED"
-    if mtype == "E":
-        f = pgwire.parse_error_fields(body)
-        return f"ERROR {f.get('C', '')} {f.get('M', '')}"
-    return f"MESSAGE {mtype}"
-
-
-def raw_outcome(port, sql, db="app"):
-    """Log in (raw protocol) and run sql: 'OK', 'ERROR <sqlstate> <message>'
-    or 'CLOSED'.  When Sluice fails a client it sends a FATAL ErrorResponse
-    and closes; psycopg then reports only the message text, so the SQLSTATE
-    is read here off the wire."""
-    c = raw_login(port, db=db)
+def query_outcome(c, sql):
+    """Run sql on a logged-in raw connection: 'OK', 'ERROR <sqlstate>
+    <message>' or 'CLOSED'."""
     try:
         c.query(sql)
         return "OK"
@@ -73,15 +36,25 @@ def raw_outcome(port, sql, db="app"):
         return f"ERROR {e.sqlstate} {e.fields.get('M', '')}"
     except (pgwire.Closed, OSError):
         return "CLOSED"
+
+
+def raw_outcome(s, sql, db="app"):
+    """Log in (raw protocol) and run sql: see query_outcome.  When Sluice
+    fails a client it sends a FATAL ErrorResponse and closes; psycopg then
+    reports only the message text, so the SQLSTATE is read here off the
+    wire."""
+    c = raw_login(s, db=db)
+    try:
+        return query_outcome(c, sql)
     finally:
         c.close()
 
 
-def idle_then(port, queries, seconds):
+def idle_then(s, queries, seconds):
     """Log in (raw protocol), run queries, then stay idle: what arrives within
     `seconds` (see next_event), or, if nothing did, the outcome of one more
-    query ('OK', 'ERROR <sqlstate> <message>' or 'CLOSED'); see raw_outcome."""
-    c = raw_login(port)
+    query (see query_outcome)."""
+    c = raw_login(s)
     try:
         for q in queries:
             c.query(q)
@@ -89,36 +62,9 @@ def idle_then(port, queries, seconds):
         if ev != "HELD":
             return ev
         c.sock.settimeout(30)
-        try:
-            c.query("SELECT 1")
-            return "OK"
-        except pgwire.PgError as e:
-            return f"ERROR {e.sqlstate} {e.fields.get('M', '')}"
-        except (pgwire.Closed, OSError):
-            return "CLOSED"
+        return query_outcome(c, "SELECT 1")
     finally:
         c.close()
-
-
-class Bg(threading.Thread):
-    """Run fn() in a thread; .result or .error afterwards."""
-
-    def __init__(self, fn):
-        super().__init__(daemon=True)
-        self.fn = fn
-        self.result = None
-        self.error = None
-
-    def run(self):
-        try:
-            self.result = self.fn()
-        except BaseException as e:  # noqa: BLE001 -- reported to the test
-            self.error = e
-
-    def finish(self, timeout=60):
-        self.join(timeout)
-        assert not self.is_alive(), f"background client still running after {timeout}s"
-        return self
 
 
 def query_error(s, sql, db="app", user="app"):
@@ -131,16 +77,8 @@ def query_error(s, sql, db="app", user="app"):
     pytest.fail(f"{sql!r} did not fail", pytrace=False)
 
 
-def wait_log(s, text, timeout=10):
-    wait_until(lambda: text in s.log(), timeout=timeout, what=f"{text!r} in the Sluice log")
-
-
 def backend_pid(s, db="app"):
     return s.scalar("SELECT pg_backend_pid()", db=db)
-
-
-def backend_gone(pg, pid):
-    return pg.scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]) == 0
 
 
 def max_while(sample, threads, rounds, interval=0.1):
@@ -161,16 +99,15 @@ def test_sigterm_shutdown(pg, sluice):
     """SIGTERM with clients connected (idle, busy, queued for the one server):
     they get 57P01 (or EOF); Sluice exits 0 quickly and removes its socket."""
     s = sluice({"pool_mode": "transaction", "default_pool_size": 1})
-    idle = raw_login(s.port)
+    idle = raw_login(s)
 
     def busy_client():
         with s.connect() as c:
             c.execute("SELECT pg_sleep(60)")
     busy = Bg(busy_client)
-    busy.start()
     wait_until(lambda: pg.active_queries("SELECT pg_sleep(60)") == 1, timeout=15,
                what="the busy client's query to start")
-    queued = raw_login(s.port)            # logs in, then waits for the one server
+    queued = raw_login(s)            # logs in, then waits for the one server
     queued.send(pgwire.message(b"Q", b"SELECT 1\0"))
     time.sleep(0.3)
 
@@ -206,14 +143,12 @@ def test_sighup_reload(pg, sluice):
     app = s.default_db()
     s.write_config(dict(cfg, users=[{"name": "other", "pool_mode": "session"}],
                         databases=[app, dict(app, name="added")]))
-    s.reload()
-    wait_log(s, "configuration reloaded")
+    s.reload_and_wait("configuration reloaded")
     assert s.scalar("SELECT current_database()", db="added") == "app", "database added by reload"
 
     with open(s.conf_path, "a") as f:
         f.write("pool_mode = ;\n")
-    s.reload()
-    wait_log(s, "reload failed")
+    s.reload_and_wait("reload failed")
     assert s.alive(), "sluice died on a bad reload"
     assert s.scalar("SELECT 'still-added'", db="added") == "still-added", "after a failed reload"
     assert s.stop(signal.SIGINT) == 0, "sluice exit status after SIGINT"
@@ -252,7 +187,6 @@ def test_cancel_request(pg, sluice):
     # A cancel with a key nobody has must not touch the running query.
     q = "SELECT pg_sleep(3), 'finished'"
     long = Bg(lambda: s.query(q))
-    long.start()
     wait_until(lambda: pg.active_queries(q) == 1, timeout=15, what="the long query to start")
     with socket.create_connection(("127.0.0.1", s.port)) as sk:
         sk.sendall(struct.pack("!iiii", 16, 80877102, 12345, 67890))
@@ -268,13 +202,20 @@ def test_cancel_request(pg, sluice):
 # ---------------------------------------------------------------------------
 # Timeouts
 
+def scratch(pg, kind, name, definition=""):
+    """Fixture body: a fresh TABLE or SEQUENCE `name` in database app that
+    user app may use, dropped afterwards."""
+    drop = f"DROP {kind} IF EXISTS {name}"
+    pg.query(drop, db="app")
+    pg.query(f"CREATE {kind} {name} {definition}".rstrip(), db="app")
+    pg.query(f"GRANT ALL ON {kind} {name} TO app", db="app")
+    yield
+    pg.query(drop, db="app")
+
+
 @pytest.fixture
 def it_tmo(pg):
-    pg.query("DROP TABLE IF EXISTS it_tmo", db="app")
-    pg.query("CREATE TABLE it_tmo (v int)", db="app")
-    pg.query("GRANT ALL ON it_tmo TO app", db="app")
-    yield
-    pg.query("DROP TABLE IF EXISTS it_tmo", db="app")
+    yield from scratch(pg, "TABLE", "it_tmo", "(v int)")
 
 
 def test_client_timeouts(pg, sluice, it_tmo):
@@ -284,7 +225,7 @@ def test_client_timeouts(pg, sluice, it_tmo):
                 "idle_transaction_timeout": 1, "query_timeout": 2, "client_login_timeout": 1})
 
     # idle_transaction_timeout: the transaction is rolled back, the client told.
-    ev = idle_then(s.port, ["BEGIN", "INSERT INTO it_tmo VALUES (1)"], 3)
+    ev = idle_then(s, ["BEGIN", "INSERT INTO it_tmo VALUES (1)"], 3)
     assert ev.startswith("ERROR 25P03 "), f"idle_transaction_timeout SQLSTATE: {ev}"
     assert "idle_transaction_timeout" in ev
     assert pg.scalar("SELECT count(*) FROM it_tmo", db="app") == 0, "idle transaction rolled back"
@@ -301,9 +242,8 @@ def test_client_timeouts(pg, sluice, it_tmo):
             c.execute("COMMIT")
         return got
     h = Bg(holder)
-    h.start()
     time.sleep(0.3)
-    ev = raw_outcome(s.port, "SELECT 'served'")
+    ev = raw_outcome(s, "SELECT 'served'")
     assert ev.startswith("ERROR 57P03 "), f"query_wait_timeout SQLSTATE: {ev}"
     assert "query_wait_timeout" in ev
     h.finish(30)
@@ -311,11 +251,11 @@ def test_client_timeouts(pg, sluice, it_tmo):
 
     # query_timeout: the client is failed and the busy server is not reused.
     pid1 = backend_pid(s)
-    ev = raw_outcome(s.port, "SELECT pg_sleep(10)")
+    ev = raw_outcome(s, "SELECT pg_sleep(10)")
     assert ev.startswith("ERROR 57014 "), f"query_timeout SQLSTATE: {ev}"
     assert "query_timeout" in ev
     assert backend_pid(s) != pid1, "server of a timed-out query is not reused"
-    wait_until(lambda: backend_gone(pg, pid1), timeout=10,
+    wait_until(lambda: pg.backend_gone(pid1), timeout=10,
                what="the timed-out query's backend to end")
 
     # client_login_timeout: a connection that never sends a startup packet.
@@ -347,8 +287,6 @@ def test_server_timeouts_and_min_pool(pg, sluice):
     wait_until(lambda: md5user_backends() == 2, timeout=10, what="min_pool_size backends")
     # Four concurrent queries need four servers; idle ones above 2 go again.
     clients = [Bg(lambda: s.query("SELECT pg_sleep(0.5)")) for _ in range(4)]
-    for t in clients:
-        t.start()
     most = 0
     while any(t.is_alive() for t in clients):
         most = max(most, md5user_backends())
@@ -362,14 +300,14 @@ def test_server_timeouts_and_min_pool(pg, sluice):
     time.sleep(1.5)
     assert md5user_backends() == 2, "min_pool_size kept across server_idle_timeout"
 
-    ev = idle_then(s.port, ["SELECT 1"], 3)
+    ev = idle_then(s, ["SELECT 1"], 3)
     assert ev.startswith("ERROR 57P05 "), f"client_idle_timeout SQLSTATE: {ev}"
     s.stop()
 
     life = sluice({"pool_mode": "transaction", "server_lifetime": 1, "server_idle_timeout": 0},
                   name="life")
     pid1 = backend_pid(life)
-    wait_until(lambda: backend_gone(pg, pid1), timeout=10,
+    wait_until(lambda: pg.backend_gone(pid1), timeout=10,
                what="server_lifetime to close the old server")
     assert backend_pid(life) != pid1, "a new server after server_lifetime"
 
@@ -421,7 +359,6 @@ def test_backend_restart(pg, sluice, tdir, pgbench_tables):
                 return f"MISMATCH asked {i} got {got!r}"
         return f"checked {i}"
     chk = Bg(checker)
-    chk.start()
     try:
         time.sleep(4)
         pg.restart()
@@ -469,15 +406,15 @@ def test_client_limits(pg, sluice):
     app = {"name": "app", "conninfo": pg.conninfo("app", "app")}
     s = sluice({"max_db_client_connections": 2, "max_user_client_connections": 3,
                 "databases": [app, dict(app, name="app2")]})
-    held = [raw_login(s.port), raw_login(s.port)]
+    held = [raw_login(s), raw_login(s)]
     try:
-        e = raw_login_error(s.port)
+        e = login_error(s)
         assert e.sqlstate == "53300", f"third client of database app: {e.line()}"
         assert "max_db_client_connections" in e.fields.get("M", ""), e.line()
         assert s.scalar("SELECT 'other-db'", db="app2") == "other-db", \
             "another database is not limited by app's clients"
-        held.append(raw_login(s.port, db="app2"))
-        e = raw_login_error(s.port, db="app2")
+        held.append(raw_login(s, db="app2"))
+        e = login_error(s, db="app2")
         assert e.sqlstate == "53300", f"fourth client of user app: {e.line()}"
         assert "max_user_client_connections" in e.fields.get("M", ""), e.line()
     finally:
@@ -492,8 +429,6 @@ def test_max_db_connections(pg, sluice):
     clients = [Bg(lambda u=("app" if i % 2 == 0 else "md5user"):
                   s.query("SELECT pg_sleep(0.7)", db="lim", user=u, application_name="it_dblimit"))
                for i in range(1, 7)]
-    for t in clients:
-        t.start()
     most = max_while(lambda: pg.scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND usename IN ('app', 'md5user') "
         "AND query = 'SELECT pg_sleep(0.7)' AND state = 'active'"), clients, 25)
@@ -510,7 +445,6 @@ def test_reserve_pool_and_round_robin(pg, sluice):
                 "reserve_pool_timeout": 0.5, "server_round_robin": True,
                 "databases": [{"name": "app", "conninfo": pg.conninfo("app", "md5user")}]})
     first = Bg(lambda: s.query("SELECT pg_sleep(2)"))
-    first.start()
     wait_until(lambda: pg.active_queries("SELECT pg_sleep(2)", user="md5user") == 1, timeout=15,
                what="the first client's query to start")
     t0 = time.monotonic()
@@ -530,11 +464,7 @@ def test_reserve_pool_and_round_robin(pg, sluice):
 
 @pytest.fixture
 def it_check_seq(pg):
-    pg.query("DROP SEQUENCE IF EXISTS it_check_seq", db="app")
-    pg.query("CREATE SEQUENCE it_check_seq", db="app")
-    pg.query("GRANT ALL ON SEQUENCE it_check_seq TO app", db="app")
-    yield
-    pg.query("DROP SEQUENCE IF EXISTS it_check_seq", db="app")
+    yield from scratch(pg, "SEQUENCE", "it_check_seq")
 
 
 def test_server_check_and_transaction_timeout(pg, sluice, it_check_seq):
@@ -550,7 +480,7 @@ def test_server_check_and_transaction_timeout(pg, sluice, it_check_seq):
     v2 = pg.scalar("SELECT last_value FROM it_check_seq", db="app")
     assert v2 - v1 >= 3, f"server_check_query ran before each reuse ({v1} -> {v2})"
 
-    ev = idle_then(s.port, ["BEGIN", "SELECT 1"], 2.5)
+    ev = idle_then(s, ["BEGIN", "SELECT 1"], 2.5)
     assert ev.startswith("ERROR 25P04 "), f"transaction_timeout SQLSTATE: {ev}"
 
     with pytest.raises(psycopg.Error) as ei:
@@ -586,8 +516,6 @@ def test_user_pool_size_and_autodb(pg, sluice):
                 "databases": [{"name": "app", "conninfo": f"host={pg.sock} port={pg.port} dbname=app"},
                               {"name": "*", "conninfo": f"host={pg.sock} port={pg.port} user=md5user"}]})
     clients = [Bg(lambda: s.query("SELECT pg_sleep(0.6)")) for _ in range(3)]
-    for t in clients:
-        t.start()
     most = max_while(lambda: pg.active_queries("SELECT pg_sleep(0.6)"), clients, 15)
     for t in clients:
         assert t.error is None, f"a client of the size-1 user pool failed: {t.error}"
@@ -649,7 +577,7 @@ def test_server_connect_timeout_and_keepalive(pg, sluice):
             f"client of an unresponsive database failed by Sluice's timeout: {e}"
         assert "server_connect_timeout" in s.log(), "server_connect_timeout not logged"
         # keepalive with tcp_keepidle = 77 s on an accepted client socket.
-        held = raw_login(s.port)
+        held = raw_login(s)
         try:
             out = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{s.port} )"],
                                  capture_output=True, text=True, timeout=30)

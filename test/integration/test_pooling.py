@@ -21,8 +21,6 @@ import io
 import os
 import re
 import signal
-import socket
-import struct
 import subprocess
 import time
 import types
@@ -32,46 +30,12 @@ import pytest
 
 import pgwire
 from pgwire import PgError
+from rawpg import bye, raw_login, rst_close, send_query, val
 from sluicetest import wait_until
 
 
 # ---------------------------------------------------------------------------
 # Helpers
-
-def open_raw(s, **startup):
-    """A raw connection logged in as app to app (startup overrides those)."""
-    p = {"user": "app", "database": "app"}
-    p.update(startup)
-    c = pgwire.Conn("127.0.0.1", s.port)
-    c.login(list(p.items()))
-    return c
-
-
-def val(c, sql):
-    """First column of the first row of a simple query on a raw connection."""
-    rows = c.query(sql)
-    return rows[0][0] if rows and rows[0] else None
-
-
-def close(c):
-    """Terminate, then close."""
-    try:
-        c.send(pgwire.message(b"X"))
-    except OSError:
-        pass
-    c.close()
-
-
-def reset(c):
-    """Close with a TCP RST (SO_LINGER 0)."""
-    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    c.close()
-
-
-def send(c, sql):
-    """Send a simple query without reading the answer."""
-    c.send(pgwire.message(b"Q", sql.encode() + b"\0"))
-
 
 def psql_argv(s, *args, db="app", user="app"):
     return ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
@@ -231,7 +195,7 @@ def test_transaction_mode_switches_backends(sluice, pg):
     """A client's statements move between servers; the most recently released
     idle server is reused first."""
     s = sluice(pool_cfg("transaction", 2))
-    A, B = open_raw(s), open_raw(s)
+    A, B = raw_login(s), raw_login(s)
     A.query("BEGIN")
     a = val(A, "SELECT pg_backend_pid()")
     b1 = val(B, "SELECT pg_backend_pid()")
@@ -245,23 +209,23 @@ def test_transaction_mode_switches_backends(sluice, pg):
     assert a == b3, "B after A's COMMIT: the most recently released server"
     assert a == a2, "A after B released that server again"
     assert pg.backend_count("app", "app") <= 2, "backends of the pool"
-    close(A)
-    close(B)
+    bye(A)
+    bye(B)
 
 
 def test_session_mode_keeps_backend(sluice):
     """Session mode: one backend for a client's whole life."""
     s = sluice(pool_cfg("session", 3))
-    A = open_raw(s)
+    A = raw_login(s)
     a1 = val(A, "SELECT pg_backend_pid()")
-    B = open_raw(s)
+    B = raw_login(s)
     b = val(B, "SELECT pg_backend_pid()")
-    close(B)
+    bye(B)
     time.sleep(0.5)
-    C = open_raw(s)
+    C = raw_login(s)
     c = val(C, "SELECT pg_backend_pid()")
     a2 = val(A, "SELECT pg_backend_pid()")
-    close(C)
+    bye(C)
     A.query("BEGIN")
     a3 = val(A, "SELECT pg_backend_pid()")
     A.query("COMMIT")
@@ -271,13 +235,13 @@ def test_session_mode_keeps_backend(sluice):
     assert a1 != b, "B's backend"
     assert a1 != c, "C's backend"
     assert b == c, "C reuses the server B released"
-    close(A)
+    bye(A)
 
 
 def test_statement_mode(sluice):
     """Statement mode refuses transaction blocks, and keeps serving others."""
     s = sluice(pool_cfg("statement", 1))
-    A, B = open_raw(s), open_raw(s)
+    A, B = raw_login(s), raw_login(s)
     pa = val(A, "SELECT pg_backend_pid()")
     with pytest.raises(PgError) as ei:
         A.query("BEGIN")
@@ -287,8 +251,8 @@ def test_statement_mode(sluice):
     assert pa == pb, "B on the same (only) server"
     assert val(B, "SELECT now() = statement_timestamp()") == "t", "B is not inside A's transaction"
     assert val(B, "SELECT 'b-works'") == "b-works", "B's query"
-    close(A)
-    close(B)
+    bye(A)
+    bye(B)
     r = s.psql("-c", "BEGIN")
     assert r.returncode != 0, "BEGIN succeeded in statement mode (psql)"
     assert "statement pooling" in r.stderr, f"psql BEGIN in statement mode: {r.stderr}"
@@ -304,8 +268,8 @@ def test_pool_modes_and_wildcard(sluice, pg):
                     {"name": "app", "conninfo": f"host={pg.sock} port={pg.port} dbname=app",
                      "pool_mode": "transaction"},
                     {"name": "*", "conninfo": f"host={pg.sock} port={pg.port}"}]})
-    A1, A2 = open_raw(s, user="app"), open_raw(s, user="app")
-    P1, P2 = open_raw(s, user="postgres"), open_raw(s, user="postgres")
+    A1, A2 = raw_login(s, user="app"), raw_login(s, user="app")
+    P1, P2 = raw_login(s, user="postgres"), raw_login(s, user="postgres")
     a1 = val(A1, "SELECT pg_backend_pid()")
     a2 = val(A2, "SELECT pg_backend_pid()")
     A1.query("BEGIN")
@@ -315,7 +279,7 @@ def test_pool_modes_and_wildcard(sluice, pg):
     p2 = val(P2, "SELECT pg_backend_pid()")
     p1b = val(P1, "SELECT pg_backend_pid()")
     p_user = val(P1, "SELECT current_user")
-    W = open_raw(s, user="postgres", database="postgres")
+    W = raw_login(s, user="postgres", db="postgres")
     w = val(W, "SELECT current_database() || '/' || current_user")
     assert a_user == "app", "backend user of app's pool (client's user)"
     assert a1 == a2, "transaction mode (database's pool_mode): one idle server serves both app clients"
@@ -325,7 +289,7 @@ def test_pool_modes_and_wildcard(sluice, pg):
     assert a1 != p1, "separate pools per user"
     assert w == "postgres/postgres", "wildcard database entry"
     for c in (A1, A2, P1, P2, W):
-        close(c)
+        bye(c)
     with pytest.raises(psycopg.Error) as ei:
         s.scalar("SELECT 1", db="it_no_such_db")
     assert "does not exist" in str(ei.value), "unknown database through the wildcard"
@@ -342,7 +306,7 @@ def test_disconnect_in_transaction(sluice, pg, mode, how):
     client on that backend is not inside a transaction."""
     app_direct(pg, "CREATE TABLE IF NOT EXISTS it_abort (id int, mode text)")
     s = sluice(pool_cfg(mode, 1))
-    A = open_raw(s)
+    A = raw_login(s)
     pa = val(A, "SELECT pg_backend_pid()")
     A.query("BEGIN")
     A.query(f"INSERT INTO it_abort VALUES (1, '{mode}')")
@@ -350,14 +314,14 @@ def test_disconnect_in_transaction(sluice, pg, mode, how):
     if how == "abort":
         A.close()
     else:
-        reset(A)
+        rst_close(A.sock)
     time.sleep(0.5)
-    B = open_raw(s)
+    B = raw_login(s)
     pb = val(B, "SELECT pg_backend_pid()")
     cnt = val(B, f"SELECT count(*) FROM it_abort WHERE mode = '{mode}'")
     fresh = val(B, "SELECT now() = statement_timestamp()")
     fresh2 = val(B, "SELECT xact_start = query_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
-    close(B)
+    bye(B)
     assert inside == "1", "row count inside A's transaction"
     assert pa.isdigit()
     assert pa == pb, "B is served by the backend A left (pool_size 1)"
@@ -390,22 +354,22 @@ def test_waiting_client_disconnect(sluice, pg):
     query must not run later, and the queue goes on to the next client."""
     app_direct(pg, "CREATE TABLE IF NOT EXISTS it_ghost (id int)", "TRUNCATE it_ghost")
     s = sluice(pool_cfg("transaction", 1))
-    A, B, C = open_raw(s), open_raw(s), open_raw(s)
+    A, B, C = raw_login(s), raw_login(s), raw_login(s)
     A.query("BEGIN")
     pa = val(A, "SELECT pg_backend_pid()")
-    send(B, "INSERT INTO it_ghost VALUES (1)")
+    send_query(B, "INSERT INTO it_ghost VALUES (1)")
     time.sleep(0.2)
     B.close()
     time.sleep(0.2)
-    send(C, "SELECT 'c-served', pg_backend_pid()")
+    send_query(C, "SELECT 'c-served', pg_backend_pid()")
     time.sleep(0.3)
     A.query("COMMIT")
     rows = C.read_result()
     c = rows[0][0] if rows else None
     pc = val(C, "SELECT pg_backend_pid()")
     a = val(A, "SELECT 'a-again'")
-    close(A)
-    close(C)
+    bye(A)
+    bye(C)
     assert c == "c-served", "the next waiting client is served"
     assert a == "a-again", "A after its COMMIT"
     time.sleep(0.3)
@@ -480,9 +444,9 @@ def test_tracked_settings_startup_options(sluice, pg):
     default = pg.scalar("SHOW TimeZone", db="app")
     assert default != "Asia/Tokyo", "the cluster's default TimeZone must not be Asia/Tokyo"
     s = sluice(pool_cfg("transaction", 1))
-    A = open_raw(s, options="-c TimeZone=Asia/Tokyo")
-    B = open_raw(s, options="-c TimeZone=America/New_York")
-    C = open_raw(s)
+    A = raw_login(s, options="-c TimeZone=Asia/Tokyo")
+    B = raw_login(s, options="-c TimeZone=America/New_York")
+    C = raw_login(s)
     a1, b1, c1 = (val(x, "SHOW TimeZone") for x in (A, B, C))
     pids = [val(x, "SELECT pg_backend_pid()") for x in (A, B, C)]
     A.query("BEGIN")
@@ -495,7 +459,7 @@ def test_tracked_settings_startup_options(sluice, pg):
     chour = val(C, HOUR_SQL)
     b3 = val(B, "SHOW TimeZone")
     for x in (A, B, C):
-        close(x)
+        bye(x)
     assert pids[0].isdigit() and pids[0] == pids[1] == pids[2], \
         f"all three clients share the one server: {pids}"
     assert [a1, a2, a3] == ["Asia/Tokyo"] * 3, "A's TimeZone"
@@ -510,8 +474,8 @@ def test_tracked_settings_set_and_encoding(sluice, pg):
     libpq's PGOPTIONS and PGTZ too, one client after the other."""
     default = pg.scalar("SHOW TimeZone", db="app")
     s = sluice(pool_cfg("transaction", 1))
-    A = open_raw(s, client_encoding="LATIN1")
-    B = open_raw(s)
+    A = raw_login(s, client_encoding="LATIN1")
+    B = raw_login(s)
     A.query("SET TimeZone = 'Pacific/Auckland'")
     b_tz = val(B, "SHOW TimeZone")
     b_enc = B.query("SELECT convert_to(chr(233), 'UTF8')::text, current_setting('client_encoding')")[0]
@@ -522,8 +486,8 @@ def test_tracked_settings_set_and_encoding(sluice, pg):
     B.query("ROLLBACK")
     a_tz2 = val(A, "SHOW TimeZone")
     b_tz2 = val(B, "SHOW TimeZone")
-    close(A)
-    close(B)
+    bye(A)
+    bye(B)
     assert [a_tz, a_tz2] == ["Pacific/Auckland"] * 2, "A's TimeZone after SET"
     assert [b_tz, b_tz2] == [default] * 2, "B's TimeZone while A had SET its own"
     assert a_enc == "LATIN1", "A's client_encoding"

@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 import pgwire
+from rawpg import bye, raw_login
 
 HERE = pathlib.Path(__file__).resolve().parent
 JDBC_JAR = pathlib.Path("/usr/share/java/postgresql.jar")
@@ -27,33 +28,12 @@ JDBC_JAR = pathlib.Path("/usr/share/java/postgresql.jar")
 # ---------------------------------------------------------------------------
 # Helpers
 
-def col(s, command, column, **filters):
-    """One column of a console SHOW result (every matching row), as text."""
-    rows = s.admin(command)
-    return ["" if r[column] is None else str(r[column]) for r in rows
-            if all(str(r.get(k)) == str(v) for k, v in filters.items())]
-
-
 def col1(s, command, column, **filters):
-    vals = col(s, command, column, **filters)
+    """The value of COLUMN in the only row of a console SHOW result matching
+    filters (fails unless exactly one matches)."""
+    vals = s.col(command, column, **filters)
     assert len(vals) == 1, f"{command}: expected one row matching {filters}, got {vals}"
     return vals[0]
-
-
-def raw(s, timeout=20.0):
-    """A raw protocol connection to app/app (pgwire.Conn), logged in."""
-    c = pgwire.Conn("127.0.0.1", s.port, timeout=timeout)
-    c.login([("user", "app"), ("database", "app")])
-    return c
-
-
-def bye(c):
-    """Terminate, then close (what pgwire's script mode does at the end)."""
-    try:
-        c.send(pgwire.message(b"X"))
-    except OSError:
-        pass
-    c.close()
 
 
 def x(c, spec):
@@ -101,7 +81,7 @@ def test_prepared_libpq_many_clients(sluice, pg, build_dir, tdir):
     assert int(col1(s, "SHOW STATS_TOTALS", "client_parse_count", database="app")) == 48, \
         "client parses"
     assert int(col1(s, "SHOW STATS_TOTALS", "bind_count", database="app")) == 720, "binds"
-    most = max(int(v) for v in col(s, "SHOW SERVERS", "prepared_statements", database="app"))
+    most = max(int(v) for v in s.col("SHOW SERVERS", "prepared_statements", database="app"))
     assert 1 <= most <= 48, f"statements prepared on a server: {most}"
 
     # pgbench -M prepared: every transaction succeeds through the pool of 2.
@@ -120,7 +100,7 @@ def test_prepared_pipeline_errors(sluice):
     """Pipelined Parse/Bind/Execute with an error in the middle, and a
     statement executed on a server that never saw its Parse."""
     s = sluice(transaction_conf(2))
-    a, b = raw(s), raw(s)
+    a, b = raw_login(s, timeout=20.0), raw_login(s, timeout=20.0)
     try:
         assert x(a, "P s1 SELECT 1 ;; P s2 SELECT 2 ;; B - s1 ;; E - ;; S") == \
             "1 1 2 D:1 C:SELECT_1 Z:I", "two Parses, Bind, Execute"
@@ -150,7 +130,7 @@ def test_prepared_deallocate_all(sluice):
     """DEALLOCATE ALL and DISCARD ALL forget the client's statements; names
     can be reused."""
     s = sluice(transaction_conf(1))
-    a = raw(s)
+    a = raw_login(s, timeout=20.0)
     try:
         assert x(a, "P s1 SELECT 11 ;; B - s1 ;; E - ;; S") == "1 2 D:11 C:SELECT_1 Z:I", \
             "before DEALLOCATE ALL"
@@ -170,7 +150,7 @@ def test_prepared_eviction(sluice, pg):
     """max_prepared_statements = 2: the third statement evicts one on the
     server; every statement keeps working."""
     s = sluice(transaction_conf(1, max_prepared_statements=2, admin_users="admin"))
-    a = raw(s)
+    a = raw_login(s, timeout=20.0)
     try:
         assert x(a, "P s1 SELECT 1 ;; P s2 SELECT 2 ;; P s3 SELECT 3 ;; S") == "1 1 1 Z:I"
         rounds = [x(a, "B - s1 ;; E - ;; B - s2 ;; E - ;; B - s3 ;; E - ;; S") for _ in range(4)]
@@ -194,7 +174,7 @@ def test_prepared_ddl_change(sluice, pg):
     try:
         s = sluice(transaction_conf(1))
         # A socket timeout of 20 s: an answer that does not come is a hang.
-        a = raw(s, timeout=20)
+        a = raw_login(s, timeout=20.0)
         try:
             answers = [x(a, "P s1 SELECT * FROM prep_ddl ;; B - s1 ;; E - ;; S")]
             pg.query("ALTER TABLE prep_ddl ADD COLUMN b int DEFAULT 3", db="app")

@@ -18,61 +18,9 @@ import psycopg
 import pytest
 
 import pgwire
-from pgwire import Closed, PgError
+from pgwire import Closed
+from rawpg import bye, expect_error, login_error, raw_conn, raw_login, startup_params, val
 from sluicetest import libconfig_text, wait_until
-
-
-# ---------------------------------------------------------------------------
-# Raw-protocol helpers
-
-def params(user="app", db="app", extra=()):
-    """Startup parameters as pgwire sends them: user, database, then extra."""
-    p = []
-    if user is not None:
-        p.append(("user", user))
-    if db is not None:
-        p.append(("database", db))
-    p.extend(extra)
-    return p
-
-
-def raw(s, timeout=30.0):
-    return pgwire.Conn("127.0.0.1", s.port, timeout=timeout)
-
-
-def login(s, user="app", db="app", extra=(), version=pgwire.PROTO_3_0):
-    """A logged-in raw connection (raises PgError / Closed)."""
-    c = raw(s)
-    c.login(params(user, db, extra), version)
-    return c
-
-
-def expect_error(fn, what):
-    """fn() must raise an ErrorResponse (PgError); return it."""
-    try:
-        fn()
-    except PgError as e:
-        return e
-    except Closed:
-        pytest.fail(f"{what}: connection closed without an ErrorResponse", pytrace=False)
-    pytest.fail(f"{what}: succeeded, expected an ErrorResponse", pytrace=False)
-
-
-def login_error(s, what, **kw):
-    return expect_error(lambda: login(s, **kw), what)
-
-
-def first_value(c, sql):
-    rows = c.query(sql)
-    return rows[0][0] if rows and rows[0] else None
-
-
-def terminate(c):
-    try:
-        c.send(pgwire.message(b"X"))
-    except OSError:
-        pass
-    c.close()
 
 
 TX2 = {"pool_mode": "transaction", "default_pool_size": 2}
@@ -130,20 +78,20 @@ def test_port_in_use(sluice, pg, tdir):
 def test_startup_fragmented(sluice):
     """A startup packet sent one byte at a time."""
     s = sluice(TX2)
-    pkt = pgwire.startup_packet(params(extra=[("application_name", "fragmented")]))
-    c = raw(s)
+    pkt = pgwire.startup_packet(startup_params(extra=[("application_name", "fragmented")]))
+    c = raw_conn(s)
     for i in range(len(pkt)):
         c.send(pkt[i:i + 1])
         time.sleep(0.002)
     c.finish_login()
-    assert first_value(c, "SELECT 42") == "42"
-    terminate(c)
+    assert val(c, "SELECT 42") == "42"
+    bye(c)
     s.assert_works("after a fragmented startup")
 
 
 def _sized_startup(size):
-    fixed = pgwire.startup_packet(params(extra=[("application_name", "")]))
-    pkt = pgwire.startup_packet(params(extra=[("application_name", "a" * (size - len(fixed)))]))
+    fixed = pgwire.startup_packet(startup_params(extra=[("application_name", "")]))
+    pkt = pgwire.startup_packet(startup_params(extra=[("application_name", "a" * (size - len(fixed)))]))
     assert len(pkt) == size
     return pkt
 
@@ -151,15 +99,15 @@ def _sized_startup(size):
 def test_startup_packet_size_limit(sluice):
     """10,000 bytes is the largest startup packet accepted."""
     s = sluice(TX2)
-    c = raw(s)
+    c = raw_conn(s)
     c.send(_sized_startup(10000))
     c.finish_login()
     # PostgreSQL truncates application_name to NAMEDATALEN - 1 bytes.
-    assert first_value(c, "SELECT current_setting('application_name') = repeat('a', 63)") == "t", \
+    assert val(c, "SELECT current_setting('application_name') = repeat('a', 63)") == "t", \
         "startup packet of exactly 10,000 bytes"
-    terminate(c)
+    bye(c)
 
-    c = raw(s)
+    c = raw_conn(s)
     e = expect_error(lambda: (c.send(_sized_startup(10001)), c.finish_login()),
                      "startup packet of 10,001 bytes")
     assert e.sqlstate == "08P01", e.line()
@@ -171,8 +119,8 @@ def test_startup_packet_size_limit(sluice):
 def test_startup_bad_length(sluice, length):
     """A length word below 8 or above the limit: 08P01."""
     s = sluice(TX2)
-    body = pgwire.startup_packet(params())[4:]
-    c = raw(s)
+    body = pgwire.startup_packet(startup_params())[4:]
+    c = raw_conn(s)
     e = expect_error(lambda: (c.send(struct.pack("!I", length) + body), c.finish_login()),
                      f"startup length {length}")
     assert e.sqlstate == "08P01", e.line()
@@ -183,8 +131,8 @@ def test_startup_bad_length(sluice, length):
 def test_startup_truncated(sluice):
     """Half a startup packet, then EOF: the connection is closed."""
     s = sluice(TX2)
-    pkt = pgwire.startup_packet(params())
-    c = raw(s, timeout=10)
+    pkt = pgwire.startup_packet(startup_params())
+    c = raw_conn(s, timeout=10)
     c.send(pkt[:len(pkt) // 2])
     c.sock.shutdown(socket.SHUT_WR)
     with pytest.raises(Closed):
@@ -200,9 +148,9 @@ def test_startup_protocol_versions(sluice):
         e = login_error(s, f"protocol {major}.{minor}", version=(major << 16) | minor)
         assert e.sqlstate == "08P01", e.line()
         assert "unsupported frontend protocol" in e.fields.get("M", ""), e.line()
-    c = login(s, version=(3 << 16) | 1)
-    assert first_value(c, "SELECT 1") == "1", "protocol 3.1 (newer minor)"
-    terminate(c)
+    c = raw_login(s, version=(3 << 16) | 1)
+    assert val(c, "SELECT 1") == "1", "protocol 3.1 (newer minor)"
+    bye(c)
     s.assert_works("after bad protocol versions")
 
 
@@ -219,12 +167,12 @@ def test_startup_encryption_request_refused(sluice, code, label):
     """SSLRequest / GSSENCRequest without TLS configured: 'N', then a plain
     startup on the same connection works."""
     s = sluice(TX2)
-    c = raw(s)
+    c = raw_conn(s)
     c.send(struct.pack("!II", 8, code))
     assert chr(c.read_byte()) == "N", f"answer to {label}"
-    c.login(params())
-    assert first_value(c, "SELECT 1") == "1", f"plain startup after {label}"
-    terminate(c)
+    c.login(startup_params())
+    assert val(c, "SELECT 1") == "1", f"plain startup after {label}"
+    bye(c)
 
 
 def test_startup_refused_logins(sluice):
@@ -236,8 +184,8 @@ def test_startup_refused_logins(sluice):
     assert e.sqlstate == "08P01", e.line()
     e = login_error(s, "options setting that is not tracked", extra=[("options", "-c work_mem=1MB")])
     assert e.sqlstate == "08P01", e.line()
-    c = login(s, extra=[("application_name", "it-app"), ("options", "-c DateStyle=German")])
-    terminate(c)
+    c = raw_login(s, extra=[("application_name", "it-app"), ("options", "-c DateStyle=German")])
+    bye(c)
     s.assert_works("after refused logins")
 
 
@@ -245,7 +193,7 @@ def test_startup_refused_logins(sluice):
 def test_garbage_after_login(sluice, mtype):
     """An invalid message type, or one only a backend sends: 08P01."""
     s = sluice(TX2)
-    c = login(s)
+    c = raw_login(s)
     c.send(pgwire.message(mtype.encode(), b"garbage\0"))
     e = expect_error(c.read_result, f"message type {mtype!r} after login")
     assert e.sqlstate == "08P01", e.line()
@@ -260,16 +208,16 @@ def test_max_client_conn(sluice):
     """The client over the limit gets 53300; the others are unharmed, and the
     count of clients goes back down when they leave."""
     s = sluice({"pool_mode": "transaction", "default_pool_size": 2, "max_client_conn": 2})
-    h1 = login(s)
-    h2 = login(s)
+    h1 = raw_login(s)
+    h2 = raw_login(s)
     e = login_error(s, "third client over max_client_conn=2")
     assert e.sqlstate == "53300", e.line()
     with pytest.raises(psycopg.OperationalError) as ei:
         s.scalar("SELECT 1")
     assert "no more connections" in str(ei.value), "libpq client over the limit"
     # The holders are still logged in and served.
-    assert first_value(h1, "SELECT 'h1'") == "h1"
-    assert first_value(h2, "SELECT 'h2'") == "h2"
+    assert val(h1, "SELECT 'h1'") == "h1"
+    assert val(h2, "SELECT 'h2'") == "h2"
     # They vanish (no Terminate, as if killed).
     h1.close()
     h2.close()
@@ -277,12 +225,12 @@ def test_max_client_conn(sluice):
                what="the pooler to accept clients after the holders left")
     s.assert_works("after the limit was reached")
     # Two at once fit again.
-    a = login(s)
-    b = login(s)
-    assert (first_value(a, "SELECT 'a'"), first_value(b, "SELECT 'b'")) == ("a", "b"), \
+    a = raw_login(s)
+    b = raw_login(s)
+    assert (val(a, "SELECT 'a'"), val(b, "SELECT 'b'")) == ("a", "b"), \
         "two clients after the refusals"
-    terminate(a)
-    terminate(b)
+    bye(a)
+    bye(b)
 
 
 # ---------------------------------------------------------------------------
